@@ -1,0 +1,63 @@
+"""Plain values that flow from the mapping layer to stores and sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Dataverse-style row: target table logical name, primary key and column values.
+
+    ``values`` uses Dataverse logical column names and JSON-friendly values
+    (str, int, float, bool, None; datetimes as ``YYYY-MM-DDTHH:MM:SSZ``).
+    """
+
+    table: str
+    key: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PartyRef:
+    """A resolved party: the table and primary key of the record an address belongs to."""
+
+    table: str
+    id: str
+
+
+PartyResolver = Callable[[str, int], "PartyRef | None"]
+"""``resolver(address, participationtypemask) -> PartyRef | None``."""
+
+Lookup = Callable[[str, str, Any], "str | None"]
+"""``lookup(table, column, value) -> primary key | None`` (the store provides one)."""
+
+
+def no_party(address: str, mask: int) -> PartyRef | None:
+    """Default party resolver: resolves nothing (every party keeps only ``addressused``)."""
+    return None
+
+
+def no_lookup(table: str, column: str, value: Any) -> str | None:
+    """Default lookup: finds nothing."""
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class MappingContext:
+    """What a mapping needs to know besides the Graph item itself.
+
+    Attributes:
+        mailbox: SMTP address of the mailbox being synced (part of some keys).
+        folder: well-known name of the item's container when known
+            (``inbox``, ``sentitems`` ...); drives email direction and status.
+        resolve_party: party resolution hook (a later issue); default resolves nothing.
+        lookup: record lookup hook used by the ``lookup`` transform.
+    """
+
+    mailbox: str
+    folder: str | None = None
+    resolve_party: PartyResolver = field(default=no_party)
+    lookup: Lookup = field(default=no_lookup)

@@ -62,7 +62,7 @@ def app_token(emu: Emulator, client_id: str = APP_ID, secret: str = APP_SECRET) 
         f"{emu.authority}/{emu.tenant_id}/oauth2/v2.0/token",
         data={"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials",
               "scope": "https://graph.microsoft.com/.default"},
-        verify=emu.ca_bundle,
+        verify=emu.ssl_context(),
     )
     r.raise_for_status()
     return str(r.json()["access_token"])
@@ -71,6 +71,6 @@ def app_token(emu: Emulator, client_id: str = APP_ID, secret: str = APP_SECRET) 
 @pytest.fixture
 def graph(emulator: Emulator) -> Iterator[httpx.Client]:
     """An httpx client on the base emulator's Graph root, authorised as the test app."""
-    with httpx.Client(base_url=emulator.graph_url, verify=emulator.ca_bundle,
+    with httpx.Client(base_url=emulator.graph_url, verify=emulator.ssl_context(),
                       headers={"Authorization": f"Bearer {app_token(emulator)}"}, timeout=30) as client:
         yield client

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import itertools
 import struct
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -100,6 +100,7 @@ class SyncStates:
         self._rounds: dict[int, Round] = {}
         self._checkpoints: dict[int, _Checkpoint] = {}
         self._ring: dict[str, deque[int]] = {}
+        self._evicted: OrderedDict[int, str] = OrderedDict()  # gen -> path, for the 410's Location
         self.highest: dict[str, int] = {}
 
     # tokens ---------------------------------------------------------------------------------
@@ -132,16 +133,22 @@ class SyncStates:
         ring.append(gen)
         self.highest[mailbox_id] = gen
         while len(ring) > self.settings.ring_size:
-            old = ring.popleft()
-            self._rounds.pop(old, None)
-            self._checkpoints.pop(old, None)
+            self._drop(ring.popleft())
+
+    def _drop(self, gen: int) -> None:
+        rnd = self._rounds.pop(gen, None)
+        cp = self._checkpoints.pop(gen, None)
+        query = rnd.query if rnd else cp.query if cp else None
+        if query is not None:
+            self._evicted[gen] = query.path
+            if len(self._evicted) > 100_000:
+                self._evicted.popitem(last=False)
 
     def evict(self, mailbox_id: str) -> int:
         """Forget every generation of a mailbox (as Outlook's token cache may); returns how many."""
         ring = self._ring.pop(mailbox_id, deque())
         for gen in ring:
-            self._rounds.pop(gen, None)
-            self._checkpoints.pop(gen, None)
+            self._drop(gen)
         return len(ring)
 
     def gone(self, mailbox_id: str, gen: int, request: Request, query_path: str | None) -> GraphError:
@@ -187,12 +194,12 @@ class SyncStates:
             gen, offset = self.parse(skip, "$skipToken")
             rnd = self._rounds.get(gen)
             if rnd is None or rnd.query.mailbox_id != mailbox.id:
-                raise self.gone(mailbox.id, gen, request, None)
+                raise self.gone(mailbox.id, gen, request, self._evicted.get(gen))
         elif delta:
             gen, _ = self.parse(delta, "$deltaToken")
             cp = self._checkpoints.get(gen)
             if cp is None or cp.query.mailbox_id != mailbox.id:
-                raise self.gone(mailbox.id, gen, request, cp.query.path if cp else None)
+                raise self.gone(mailbox.id, gen, request, cp.query.path if cp else self._evicted.get(gen))
             rnd = self.start(source, mailbox, cp.query, cp.seq)
             offset = 0
         else:

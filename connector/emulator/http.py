@@ -88,6 +88,7 @@ class Request:
     principal: Principal | None = None
     prefer: Prefer = field(default_factory=Prefer)
     in_batch: bool = False
+    delay: float = 0.0  # seconds a delay_ms fault adds while the request holds its throttle slot
 
     def json(self) -> Any:
         """The body as JSON; a Graph 400 when it is not."""

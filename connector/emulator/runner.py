@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
@@ -180,6 +181,10 @@ class Emulator:
         """Path of the PEM CA bundle that verifies the emulator's TLS certificate."""
         assert self.tls is not None, "start the emulator first"
         return str(self.tls.ca_bundle)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client SSL context trusting the emulator's CA (for httpx `verify=`)."""
+        return ssl.create_default_context(cafile=self.ca_bundle)
 
     @property
     def control_url(self) -> str:

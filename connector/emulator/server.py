@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -56,21 +57,36 @@ class Dispatcher:
 
     # faults ---------------------------------------------------------------------------------
     def _fault(self, method: str, target: str, path: str) -> FaultRule | None:
+        # Match the target as sent and its normalised, decoded form, so "/v1.0/users/*" also catches the
+        # SDK's "/v1.0//users/adele%40contoso.com/...delta()" (graph-v1.md §7.2).
+        if not self.state.faults:
+            return None
+        qs = target.partition("?")[2]
+        norm = unquote(normalise_path(path))
+        targets = (target, path, f"{norm}?{qs}" if qs else norm, norm)
         for rule in self.state.faults:
             m = rule.spec.match
             if m.method and m.method.upper() != method:
                 continue
-            if not fnmatch.fnmatchcase(target, m.path) and not fnmatch.fnmatchcase(target.split("?", 1)[0], m.path):
+            if not any(fnmatch.fnmatchcase(t, m.path) for t in targets):
                 continue
             if m.user:
                 mb = self.state.tenant.find(m.user)
                 ids = {m.user.lower()} | ({mb.id.lower(), mb.upn.lower()} if mb else set())
-                segs = path.lower().split("/")
+                segs = unquote(path).lower().split("/")
                 if "users" not in segs or segs.index("users") + 1 >= len(segs) or segs[segs.index("users") + 1] not in ids:
                     continue
             if rule.consider():
                 return rule
         return None
+
+    def fault_for(self, method: str, target: str) -> FaultRule | None:
+        """The fault rule that fires for `method target` ("/v1.0/..." as sent), counting it; `$batch` applies it to inner requests."""
+        return self._fault(method, target, target.split("?", 1)[0])
+
+    def fault_response(self, rule: FaultRule) -> Response:
+        """The canned response of a `respond` fault rule."""
+        return self._fault_response(rule)
 
     @staticmethod
     def _fault_response(rule: FaultRule) -> Response:
@@ -96,17 +112,20 @@ class Dispatcher:
                 return GraphError(403, "Forbidden", "The control API only answers loopback clients.").to_response()
             return await self._run(self.control, self._request(method, path, target, qs, headers, body), auth=False)
         rule = self._fault(method, target, path)
+        delay = 0.0
         if rule is not None:
             if rule.spec.reset:
                 return Response(0, reset=True)
-            if rule.spec.delay_ms is not None:
-                await asyncio.sleep(rule.spec.delay_ms / 1000)
-            else:
+            if rule.spec.delay_ms is None:
                 return self._fault_response(rule)
+            delay = rule.spec.delay_ms / 1000
         collapsed = normalise_path(path)
         if collapsed.startswith("/v1.0/") or collapsed == "/v1.0":
             req = self._request(method, collapsed[5:] or "/", target, qs, headers, body)
+            req.delay = delay
             return await self.dispatch_graph(req)
+        if delay:
+            await asyncio.sleep(delay)
         return self._identity(method, collapsed, headers, body)
 
     def _request(self, method: str, path: str, target: str, qs: str, headers: dict[str, str], body: bytes) -> Request:
@@ -147,16 +166,19 @@ class Dispatcher:
                         raise GraphError(400, "Request_BadRequest", "/me request is only valid with delegated authentication flow.")
                     req.path = f"/users/{req.principal.user_id}{req.path[3:]}"
             route, params = router.match(req.method, req.path)
-            req.params = params
+            # Route parameters arrive percent-encoded (msgraph-sdk sends users/adele%40contoso.com); Graph decodes them.
+            req.params = {k: unquote(v) for k, v in params.items()}
             if auth:
                 self._authorize(route.app_roles, route.scopes, req)
-                if "user" in params:
-                    mb = self.state.tenant.find(params["user"])
+                if "user" in req.params:
+                    mb = self.state.tenant.find(req.params["user"])
                     if mb is not None:
                         mailbox_name = mb.upn
                         assert req.principal is not None
                         self.state.throttle.enter(req.principal.client_id, mb.id)
                         slot = (req.principal.client_id, mb.id)
+            if req.delay:
+                await asyncio.sleep(req.delay)  # a slow response still occupies its concurrency slot
             resp = await route.handler(req)
         except GraphError as err:
             resp = err.to_response(req.headers.get("client-request-id"))

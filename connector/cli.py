@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -76,6 +77,87 @@ def emulator_tour(
     emu = _load(scenario)
     with emu:
         run_tour(emu, Console())
+
+
+def _run_sync(settings: Any, mailbox: list[str] | None, resource: list[str] | None, full: bool, as_json: bool) -> None:
+    """Run one sync pass with progress (or JSON) and exit non-zero when a mailbox failed."""
+    from .errors import AuthError, ConfigError, ConnectorError, UnreachableError
+    from .mapping import MappingValidationError
+    from .progress import LiveProgress, summary_table
+    from .sync.engine import SyncEngine
+
+    console = Console()
+
+    async def go() -> Any:
+        engine = SyncEngine.from_settings(settings)
+        try:
+            if as_json:
+                return await engine.sync_once(mailbox or None, resource or None, full=full)
+            live = LiveProgress(console)
+            with live.running():
+                return await engine.sync_once(mailbox or None, resource or None, full=full, progress=live)
+        finally:
+            await engine.aclose()
+
+    try:
+        report = asyncio.run(go())
+    except AuthError as exc:
+        typer.echo(f"error: {exc}" + (f" ({exc.aadsts})" if exc.aadsts and exc.aadsts not in str(exc) else ""), err=True)
+        raise typer.Exit(2) from None
+    except (UnreachableError, ConfigError, MappingValidationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ConnectorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        console.print(summary_table(report))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("sync")
+def sync(
+    mailbox: Annotated[list[str] | None, typer.Option("--mailbox", "-m", help="Mailbox address; repeat for several (default: the configured ones).")] = None,
+    resource: Annotated[list[str] | None, typer.Option("--resource", "-r", help="mail, calendar, contacts or tasks; repeat for several.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Ignore saved delta tokens and resync in full (with reconciliation).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of progress and a table.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings file (else M365SYNC_CONFIG).")] = None,
+) -> None:
+    """Sync mailboxes incrementally through Graph delta queries into the store."""
+    from .errors import SettingsError
+    from .settings import Settings
+
+    try:
+        settings = Settings.load(config)
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _run_sync(settings, mailbox, resource, full, as_json)
+
+
+@app.command("demo")
+def demo(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML file.")] = Path("samples/tenants/contoso.yaml"),
+    store: Annotated[str, typer.Option(help="Where the records go.")] = "sqlite:///m365sync-demo.db",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Start the emulator with the demo tenant and sync all of it into SQLite."""
+    from .settings import Settings
+
+    emu = _load(scenario)
+    app_spec = next((a for a in emu.scenario.apps if a.client_secret and not a.mailboxes and "Mail.ReadWrite" in a.permissions), None)
+    if app_spec is None:
+        typer.echo("error: the scenario has no unscoped app with a client secret and Mail.ReadWrite", err=True)
+        raise typer.Exit(2)
+    with emu:
+        settings = Settings.load(None, tenant_id=emu.tenant_id, client_id=app_spec.client_id, client_secret=app_spec.client_secret,
+                                 authority_host=emu.authority, graph_url=emu.graph_url, ca_bundle=emu.ca_bundle, store_url=store, mailboxes="all")
+        if not as_json:
+            Console().print(f"Emulated tenant [bold]{emu.scenario.tenant.domain}[/bold] at {emu.graph_url}; syncing into {store}")
+        _run_sync(settings, None, None, False, as_json)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""Following a delta round: nextLink to deltaLink, refusing pages that break the contract."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from kiota_abstractions.request_information import RequestInformation
+
+from ..errors import MalformedPageError
+from .client import CallStats, GraphClient
+
+
+@dataclass(slots=True)
+class DeltaPage:
+    """One page of a round: its items and exactly one of next_link / delta_link."""
+
+    items: list[dict[str, Any]]
+    next_link: str | None
+    delta_link: str | None
+    size: int
+
+
+class DeltaPager:
+    """Yields the pages of one round. It reports links; it never writes state (the caller commits)."""
+
+    def __init__(self, client: GraphClient, prefer: list[str]) -> None:
+        self.client = client
+        self.prefer = prefer
+
+    async def pages(self, first: RequestInformation | str, *, limiter: Any = None, stats: CallStats | None = None) -> AsyncIterator[DeltaPage]:
+        """Pages from `first` (a built request or a saved link) to the page carrying the deltaLink."""
+        request = first if isinstance(first, RequestInformation) else self.client.url_request(first, prefer=self.prefer)
+        seen: set[str] = set()
+        while True:
+            page = await self.client.get(request, limiter=limiter, stats=stats)
+            data = page.data
+            nxt, delta = data.get("@odata.nextLink"), data.get("@odata.deltaLink")
+            if nxt and delta:
+                raise MalformedPageError("a delta page carried both @odata.nextLink and @odata.deltaLink")
+            if not nxt and not delta:
+                raise MalformedPageError("a delta page carried neither @odata.nextLink nor @odata.deltaLink")
+            items = data.get("value")
+            if not isinstance(items, list):
+                raise MalformedPageError("a delta page has no 'value' array")
+            if nxt:
+                if nxt in seen:
+                    raise MalformedPageError(f"the nextLink repeated itself: {nxt.split('?')[0]}")
+                seen.add(nxt)
+            yield DeltaPage(items, nxt, delta, page.size)
+            if not nxt:
+                return
+            request = self.client.url_request(nxt, prefer=self.prefer)

@@ -167,6 +167,10 @@ def _check_properties(body: dict[str, Any]) -> None:
         if k.startswith("@odata") or k in WRITABLE or k in READ_ONLY or k == "singleValueExtendedProperties":
             continue
         raise bad_request(f"The property '{k}' does not exist on type 'microsoft.graph.contact'. Make sure to only use property names that are defined by the type or mark the type as open type.", "RequestBodyRead")
+    for k in ("categories", "businessPhones", "homePhones", "imAddresses", "children"):
+        v = body.get(k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise bad_request(f"Cannot convert the literal to the expected type 'Collection(Edm.String)' for property '{k}'.", "RequestBodyRead")
 
 
 def insert_contact(mb: Mailbox, folder_id: str, body: dict[str, Any], *, strict: bool = True, notify: bool = True) -> Item:

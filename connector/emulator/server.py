@@ -13,9 +13,9 @@ import ipaddress
 import logging
 import time
 import uuid
+from urllib.parse import unquote
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -94,7 +94,9 @@ class Dispatcher:
         assert r is not None
         headers = {}
         if r.retry_after is not None:
-            headers["Retry-After"] = str(r.retry_after)
+            # The scenario model reads `retry_after: 1` as 1.0; "1.0" would defeat kiota's int() parse (graph-v1.md §7.6).
+            ra = r.retry_after
+            headers["Retry-After"] = str(int(ra)) if isinstance(ra, float) and ra.is_integer() else str(ra)
         if r.body is not None:
             body = r.body if isinstance(r.body, (bytes, str)) else orjson.dumps(r.body)
             return Response(r.status, body.encode() if isinstance(body, str) else body, headers, "application/json" if not isinstance(r.body, str) else "text/plain")

@@ -18,13 +18,14 @@ def table_namespace(table: str) -> bytes:
     return uuid.uuid5(PROJECT_NAMESPACE, table).bytes
 
 
+# RFC 4122 variant bits (10xx) applied to the first hex digit of the clock_seq field.
+_VARIANT = {c: format((int(c, 16) & 0x3) | 0x8, "x") for c in "0123456789abcdef"}
+
+
 def uuid5_str(namespace: bytes, name: str) -> str:
-    """Same result as ``str(uuid.uuid5(UUID(bytes=namespace), name))``, about 3x faster."""
-    digest = bytearray(sha1(namespace + name.encode("utf-8")).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """Same result as ``str(uuid.uuid5(UUID(bytes=namespace), name))``, several times faster."""
+    h = sha1(namespace + name.encode("utf-8")).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def record_key(table: str, *parts: str) -> str:

@@ -102,7 +102,7 @@ def _parse_iso(text: str) -> datetime:
         raise RecordInvalid(f"not an ISO-8601 date-time: {text!r}") from None
 
 
-def to_utc(value: Any) -> str | None:
+def to_utc(value: Any, scope: Any = None) -> str | None:
     """UTC ``YYYY-MM-DDTHH:MM:SSZ`` from an ISO string or a Graph ``dateTimeTimeZone`` dict."""
     if value is None:
         return None
@@ -130,7 +130,7 @@ def to_utc(value: Any) -> str | None:
     raise RecordInvalid(f"not a date-time: {value!r}")
 
 
-def to_date(value: Any) -> str | None:
+def to_date(value: Any, scope: Any = None) -> str | None:
     """``YYYY-MM-DD`` as written in the value's own zone (birthdays, due dates)."""
     if value is None:
         return None
@@ -149,7 +149,7 @@ _TRUE = frozenset({"true", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "off"})
 
 
-def to_bool(value: Any) -> bool | None:
+def to_bool(value: Any, scope: Any = None) -> bool | None:
     """Loose boolean; Graph docs samples carry ``"isRead": "true"``."""
     t = type(value)
     if t is bool:
@@ -166,7 +166,7 @@ def to_bool(value: Any) -> bool | None:
     return None
 
 
-def to_int(value: Any) -> int | None:
+def to_int(value: Any, scope: Any = None) -> int | None:
     """Loose integer; non-integral or non-numeric input -> None."""
     t = type(value)
     if t is int:
@@ -203,7 +203,7 @@ _BREAK_RE = re.compile(r"<\s*(?:br|/p|/div|/li|/tr|/h[1-6]|/table|/blockquote)\b
 _TAG_RE = re.compile(r"<[^>]*>")
 
 
-def html_to_text(value: Any) -> str | None:
+def html_to_text(value: Any, scope: Any = None) -> str | None:
     """Plain text of an HTML string or Graph ``itemBody``; ``contentType: text`` passes unchanged."""
     if value is None:
         return None
@@ -229,7 +229,7 @@ def html_to_text(value: Any) -> str | None:
     return "\n".join(lines).strip() or None
 
 
-def email_address(value: Any) -> str | None:
+def email_address(value: Any, scope: Any = None) -> str | None:
     """Normalised address: trimmed, no ``mailto:``/``<>``, lower-case."""
     if not isinstance(value, str):
         return None
@@ -240,7 +240,7 @@ def email_address(value: Any) -> str | None:
     return text or None
 
 
-def message_id(value: Any) -> str | None:
+def message_id(value: Any, scope: Any = None) -> str | None:
     """Normalised Message-ID: trimmed, no ``<>``, domain part lower-cased (RFC 5322)."""
     if not isinstance(value, str):
         return None
@@ -254,9 +254,9 @@ def message_id(value: Any) -> str | None:
 # --- builders --------------------------------------------------------------------------------
 
 
-def _simple(fn: Callable[[Any], Any]) -> Callable[[Any, BuildInfo], Fn]:
+def _simple(fn: Fn) -> Callable[[Any, BuildInfo], Fn]:
     def build(spec: Any, info: BuildInfo) -> Fn:
-        return lambda v, s: fn(v)
+        return fn
 
     return build
 
@@ -293,14 +293,14 @@ def _build_join(spec: m.Join, info: BuildInfo) -> Fn:
     sep = spec.separator
 
     def join(v: Any, s: Scope) -> Any:
-        if isinstance(v, list):
-            return sep.join(str(x) for x in v if x is not None and x != "") or None
+        if type(v) is list:
+            return sep.join([x if type(x) is str else str(x) for x in v if x is not None and x != ""]) or None
         return v
 
     return join
 
 
-def _first(v: Any) -> Any:
+def _first(v: Any, s: Any = None) -> Any:
     if isinstance(v, list):
         for x in v:
             if x is not None:
@@ -321,11 +321,11 @@ def _build_pluck(spec: m.Pluck, info: BuildInfo) -> Fn:
     return pluck
 
 
-def _count(v: Any) -> Any:
+def _count(v: Any, s: Any = None) -> Any:
     return len(v) if isinstance(v, list) else None
 
 
-def _lower(v: Any) -> Any:
+def _lower(v: Any, s: Any = None) -> Any:
     return v.lower() if isinstance(v, str) else v
 
 
@@ -376,7 +376,7 @@ def _build_tracking_token(spec: m.TrackingToken, info: BuildInfo) -> Fn:
     pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives}):\d+")
 
     def tracking_token(v: Any, s: Scope) -> Any:
-        if not isinstance(v, str):
+        if type(v) is not str or ":" not in v:
             return None
         found = pattern.findall(v)
         return found[-1] if found else None

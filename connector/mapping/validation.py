@@ -186,7 +186,7 @@ def check_mapping(mapping: m.Mapping, tables: AbcMapping[str, TableInfo]) -> tup
         if rule.direction in ("both", "to_graph"):
             for i, step in enumerate(rule.transforms):
                 if not REGISTRY[step.type].invertible(step):
-                    inv = ", ".join(n for n, d in REGISTRY.items() if d.invertible(None) if n != "option_map")
+                    inv = ", ".join(n for n, d in REGISTRY.items() if n != "option_map" and d.invertible(None))
                     issues.append(Issue((*base, "transforms", i), f"transform {step.type!r} is not invertible, so direction {rule.direction!r} cannot use it", f"use direction: to_dataverse, or only invertible transforms ({inv}, option_map with distinct values)"))
         _check_steps(rule.transforms, (*base, "transforms"), col, tables, table, issues)
         if rule.direction in ("none", "to_graph"):

@@ -1,0 +1,95 @@
+"""SQL DDL for the SQLite store: Dataverse tables (from the schema data) and connector tables."""
+
+from __future__ import annotations
+
+import re
+
+from connector.mapping.schema_data import CHOICE_TYPES, FLOAT_TYPES, INT_TYPES, ColumnInfo, TableInfo
+
+STORE_SCHEMA_VERSION = 2
+"""Bump with a new entry in ``MIGRATIONS`` whenever the connector tables change."""
+
+_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+CONNECTOR_DDL = (
+    """CREATE TABLE IF NOT EXISTS store_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS sync_state (
+        mailbox TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        container TEXT NOT NULL DEFAULT '',
+        next_link TEXT,
+        delta_link TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (mailbox, resource, container)
+    )""",
+    """CREATE TABLE IF NOT EXISTS mailbox (
+        address TEXT PRIMARY KEY,
+        user_id TEXT,
+        display_name TEXT,
+        status TEXT NOT NULL DEFAULT 'active',
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS sync_error (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mailbox TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        item_id TEXT,
+        reason TEXT NOT NULL,
+        payload_excerpt TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS item_link (
+        mailbox TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        graph_id TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        record_key TEXT NOT NULL,
+        change_key TEXT,
+        container TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (mailbox, resource, graph_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS ix_item_link_record ON item_link (table_name, record_key)",
+    "CREATE INDEX IF NOT EXISTS ix_sync_error_mailbox ON sync_error (mailbox, resource)",
+)
+
+# version -> statements upgrading from version-1 to version (version 1 is the initial DDL).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: CONNECTOR_DDL,
+    # 2: full-round reconciliation. A full round stamps every item it sees with its round id;
+    # links of the container left unstamped when the round ends are gone from Graph.
+    2: (
+        "ALTER TABLE sync_state ADD COLUMN round_id TEXT",
+        "ALTER TABLE item_link ADD COLUMN seen_round TEXT",
+        "CREATE INDEX IF NOT EXISTS ix_item_link_container ON item_link (mailbox, resource, container)",
+    ),
+}
+
+
+def ident(name: str) -> str:
+    """Quoted SQL identifier; refuses anything that is not a Dataverse-style logical name."""
+    if not _IDENT_RE.match(name):
+        raise ValueError(f"not a valid table/column name: {name!r}")
+    return f'"{name}"'
+
+
+def sql_type(col: ColumnInfo) -> str:
+    """SQLite column type for a Dataverse column type."""
+    if col.type in INT_TYPES or col.type in CHOICE_TYPES or col.type == "Boolean":
+        return "INTEGER"
+    if col.type in FLOAT_TYPES:
+        return "REAL"
+    return "TEXT"
+
+
+def create_table_sql(table: TableInfo) -> str:
+    """``CREATE TABLE`` for a Dataverse table: storable columns, primary key first."""
+    cols = [f"{ident(table.primary_key)} TEXT PRIMARY KEY NOT NULL"]
+    for name, col in table.columns.items():
+        if name != table.primary_key and col.storable:
+            cols.append(f"{ident(name)} {sql_type(col)}")
+    return f"CREATE TABLE IF NOT EXISTS {ident(table.name)} (\n  " + ",\n  ".join(cols) + "\n)"

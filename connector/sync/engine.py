@@ -165,7 +165,7 @@ class SyncEngine:
         stats = CallStats()
         try:
             if resource == "mail":
-                return await self.discovery.mail(mb.user_id, mb.limiter, stats)
+                return await self.discovery.mail(mb.user_id, mb.limiter, stats, mb.address)
             if resource == "calendar":
                 return self.discovery.calendar(mb.user_id)
             if resource == "contacts":

@@ -89,7 +89,7 @@ class Discovery:
                 return out
             request = self.client.url_request(nxt, prefer=self.prefer)
 
-    async def mail(self, user: str, limiter: Any, stats: CallStats) -> list[Container]:
+    async def mail(self, user: str, limiter: Any, stats: CallStats, address: str) -> list[Container]:
         """Inbox, Sent Items and configured folders (with their subfolders), or every folder."""
         from msgraph.generated.users.item.mail_folders.delta.delta_request_builder import DeltaRequestBuilder as FolderDelta
 
@@ -116,7 +116,7 @@ class Discovery:
             chosen = set(by_id)
         else:
             chosen = set(well_known)
-            wanted = {p.strip("/").lower() for p in self.settings.mailbox(user).folders}
+            wanted = {p.strip("/").lower() for p in self.settings.mailbox(address).folders}
             inbox_id = next(k for k, v in well_known.items() if v == "inbox")
             for fid in by_id:
                 p = path_of(fid).lower()

@@ -1,0 +1,193 @@
+"""The engine against the emulator: mail rounds, moves, resyncs, faults, limits, dedupe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import base_scenario
+from tests.emulator.test_mail_delta import messages
+
+from .conftest import Runner
+
+
+def mail_scenario(n: int = 30, **extra: Any) -> dict[str, Any]:
+    s = base_scenario(**extra)
+    s["users"][0]["mailFolders"] = {
+        "inbox": {"messages": messages(n), "childFolders": {"Customers": {"messages": messages(5, "Cust"), "childFolders": {"Fabrikam": {"messages": messages(3, "Fab")}}}}},
+        "sentitems": {"messages": [{"subject": "Sent one", "from": {"emailAddress": {"address": "adele@contoso.com"}},
+                                    "toRecipients": [{"emailAddress": {"address": "dana@fabrikam.com"}}]}]},
+    }
+    return s
+
+
+def email_subjects(r: Runner) -> list[str]:
+    return sorted(s for (s,) in r.rows("SELECT subject FROM email"))
+
+
+def test_full_then_incremental_rounds_match_the_emulator(runner_for: Any) -> None:
+    r = runner_for(mail_scenario())
+    rep = r.sync(resources=["mail"], page_size=7)
+    assert rep.ok, rep.to_dict()
+    mail = _mail_report(rep)
+    assert mail.created == 31 and mail.pages >= 6  # Inbox (30) + Sent Items (1), default folders only
+    assert email_subjects(r) == sorted([f"Msg {i}" for i in range(30)] + ["Sent one"])
+    sent = r.rows("SELECT directioncode, statuscode FROM email WHERE subject = 'Sent one'")
+    assert sent == [(1, 3)]
+    # changes: update, delete (email policy: keep), move Inbox -> Deleted Items (not synced), new mail
+    emu = r.emu
+    inbox = _inbox_ids(r)
+    emu.update_message("adele@contoso.com", inbox["Msg 1"], {"subject": "Msg 1 (edited)", "importance": "high"})
+    emu.deliver("adele@contoso.com", {"subject": "Brand new"})
+    emu.delete_message("adele@contoso.com", inbox["Msg 2"])
+    rep2 = r.sync(resources=["mail"], page_size=7)
+    m2 = _mail_report(rep2)
+    assert (m2.created, m2.updated) == (1, 1)
+    assert "Brand new" in email_subjects(r) and "Msg 1 (edited)" in email_subjects(r)
+    assert r.rows("SELECT prioritycode FROM email WHERE subject = 'Msg 1 (edited)'") == [(2,)]
+    assert "Msg 2" in email_subjects(r)  # emails are kept when the Outlook copy goes (server-side sync's default)
+    assert len(email_subjects(r)) == 32
+
+
+def _inbox_ids(r: Runner) -> dict[str, str]:
+    import httpx
+
+    from tests.conftest import app_token
+
+    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}", "Prefer": 'IdType="ImmutableId"'}) as c:
+        got = c.get("/users/adele@contoso.com/mailFolders/inbox/messages", params={"$top": "1000", "$select": "subject"}).json()["value"]
+    return {m["subject"]: m["id"] for m in got}
+
+
+def _mail_report(rep: Any, address: str = "adele@contoso.com") -> Any:
+    return next(m for m in rep.mailboxes if m.address == address).resource("mail")
+
+
+def test_configured_and_all_folders_and_moves_stay_one_record(runner_for: Any) -> None:
+    r = runner_for(mail_scenario(4))
+    rep = r.sync(resources=["mail"], mail_folders="all")
+    assert rep.ok
+    assert len(email_subjects(r)) == 4 + 5 + 3 + 1
+    inbox = _inbox_ids(r)
+    r.emu.move_message("adele@contoso.com", inbox["Msg 0"], "inbox/Customers/Fabrikam")
+    rep = r.sync(resources=["mail"], mail_folders="all")
+    assert rep.ok
+    assert len(email_subjects(r)) == 13  # the moved message is still one record
+    links = r.rows("SELECT container, deleted FROM item_link WHERE record_key IN (SELECT activityid FROM email WHERE subject = 'Msg 0')")
+    assert len(links) == 1 and links[0][1] == 0
+
+
+def test_410_mid_round_resyncs_without_duplicates_or_ghosts(runner_for: Any) -> None:
+    r = runner_for(mail_scenario(40))
+    r.emu.add_fault({"match": {"path": "*skiptoken*"}, "skip": 2, "times": 1,
+                     "respond": {"status": 410, "code": "SyncStateNotFound", "message": "The sync state generation is not found; generation=1;"}})
+    rep = r.sync(resources=["mail"], page_size=5)
+    m = _mail_report(rep)
+    assert rep.ok and m.resyncs == 1
+    assert len(email_subjects(r)) == 41
+    assert r.rows("SELECT COUNT(*) FROM item_link WHERE deleted = 0") == [(41,)]
+
+
+def test_evicted_token_resync_reconciles_deletions(runner_for: Any) -> None:
+    s = mail_scenario(3)
+    r = runner_for(s)
+    assert r.sync(resources=["mail"]).ok
+    inbox = _inbox_ids(r)
+    r.emu.delete_message("adele@contoso.com", inbox["Msg 0"])  # hard delete while we are away
+    r.emu.evict_sync_state("adele@contoso.com")
+    rep = r.sync(resources=["mail"])
+    m = _mail_report(rep)
+    assert rep.ok and m.resyncs >= 1
+    assert m.deleted == 1  # reconciled: the email is kept (policy keep) but its link is marked deleted
+    assert r.rows("SELECT COUNT(*) FROM item_link WHERE deleted = 1") == [(1,)]
+    assert len(email_subjects(r)) == 4
+
+
+@pytest.mark.parametrize("fault", [
+    {"respond": {"status": 429, "retry_after": 0.2}, "times": 6},
+    {"respond": {"status": 503}, "times": 4},
+    {"respond": {"status": 504}, "times": 2},
+    {"reset": True, "times": 3},
+])
+def test_transient_faults_are_retried(runner_for: Any, fault: dict[str, Any]) -> None:
+    r = runner_for(mail_scenario(12))
+    r.emu.add_fault({"match": {"path": "/v1.0/users/*/mailFolders/*/messages/delta*"}, **fault})
+    rep = r.sync(resources=["mail"], page_size=5)
+    assert rep.ok, rep.to_dict()
+    assert rep.totals().retries == fault["times"] and len(email_subjects(r)) == 13
+
+
+def test_persistent_failure_fails_the_container_not_the_run(runner_for: Any) -> None:
+    r = runner_for(mail_scenario(3))
+    r.emu.add_fault({"match": {"path": "/v1.0/users/*/mailFolders/*/messages/delta*", "user": "bob@contoso.com"}, "respond": {"status": 500, "code": "ErrorInternalServerError"}})
+    rep = r.sync(resources=["mail"])
+    assert not rep.ok
+    assert _mail_report(rep, "bob@contoso.com").errors and not _mail_report(rep).errors
+    assert len(email_subjects(r)) == 4  # Adele's mail still arrived
+
+
+def test_concurrency_per_mailbox_never_exceeds_four(runner_for: Any) -> None:
+    s = mail_scenario(20)
+    r = runner_for(s)
+    r.emu.add_fault({"match": {"path": "/v1.0/users/*"}, "delay_ms": 30})
+    rep = r.sync(page_size=3, mail_folders="all")
+    assert rep.ok, rep.to_dict()
+    stats = r.emu.stats()
+    assert 1 <= max(stats["max_concurrency"].values()) <= 4
+    assert stats["throttled"] == 0
+
+
+def test_token_expiry_during_a_long_sync(runner_for: Any) -> None:
+    r = runner_for(mail_scenario(30, identity={"token_lifetime": 2}))
+    r.emu.add_fault({"match": {"path": "/v1.0/users/*"}, "delay_ms": 150})
+    rep = r.sync(resources=["mail"], page_size=3)
+    assert rep.ok, rep.to_dict()
+    assert len(email_subjects(r)) == 31
+    tokens = [e for e in r.emu.request_log if e["status"] == 401]
+    assert tokens == [] or all(e["status"] == 401 for e in tokens)
+
+
+def test_two_mailboxes_receiving_the_same_email_make_one_record(runner_for: Any) -> None:
+    r = runner_for(base_scenario())
+    import httpx
+
+    from tests.conftest import app_token
+
+    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}"}) as c:
+        c.post("/users/adele@contoso.com/sendMail", json={"message": {"subject": "For both", "toRecipients": [
+            {"emailAddress": {"address": "bob@contoso.com"}}, {"emailAddress": {"address": "dana@fabrikam.com"}}]}})
+    rep = r.sync(resources=["mail"])
+    assert rep.ok
+    assert r.rows("SELECT COUNT(*) FROM email WHERE subject = 'For both'") == [(1,)]
+    assert r.rows("SELECT COUNT(DISTINCT mailbox) FROM item_link WHERE table_name = 'email'") == [(2,)]
+
+
+def test_unknown_mailbox_fails_only_itself(runner_for: Any) -> None:
+    r = runner_for(mail_scenario(2))
+    rep = r.sync(mailboxes=["adele@contoso.com", "ghost@contoso.com"], resources=["mail"])
+    assert not rep.ok
+    ghost = next(m for m in rep.mailboxes if m.address == "ghost@contoso.com")
+    assert ghost.error and "404" in ghost.error and "Request_ResourceNotFound" in ghost.error
+    assert len(email_subjects(r)) == 3
+
+
+@pytest.mark.slow
+def test_ten_thousand_messages_over_nested_folders(runner_for: Any) -> None:
+    s = base_scenario(generate={"seed": 7, "messages": 10_000, "mailboxes": ["adele@contoso.com"],
+                                "folders": ["inbox", "inbox/Projects", "inbox/Projects/2026", "inbox/Customers/Fabrikam", "archive"]})
+    r = runner_for(s)
+    rep = r.sync(resources=["mail"], mail_folders="all", page_size=500)
+    assert rep.ok, rep.to_dict()
+    truth = sum(f["totalItemCount"] for f in _folders(r))
+    assert truth == 10_000
+    assert r.rows("SELECT COUNT(*) FROM item_link WHERE mailbox = 'adele@contoso.com' AND resource = 'messages'") == [(10_000,)]
+
+
+def _folders(r: Runner) -> list[dict[str, Any]]:
+    import httpx
+
+    from tests.conftest import app_token
+
+    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}", "Prefer": "odata.maxpagesize=500"}) as c:
+        return c.get("/users/adele@contoso.com/mailFolders/delta").json()["value"]

@@ -265,6 +265,10 @@ class Transaction:
         self._store = store
         self._conn = store._conn
 
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement inside the transaction (for connector tables owned by other modules)."""
+        return self._conn.execute(sql, tuple(args))
+
     def upsert_records(self, records: Iterable[Record]) -> int:
         """Insert or update records by primary key (``INSERT ... ON CONFLICT DO UPDATE``).
 

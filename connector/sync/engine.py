@@ -16,13 +16,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import AuthError, ConnectorError, DeltaResetRequired, GraphError, MalformedPageError, UnreachableError
 from ..graph.auth import TokenProvider, credential_factory
 from ..graph.client import CallStats, GraphClient
 from ..graph.pager import DeltaPage, DeltaPager
-from ..mapping import MappingContext, MappingSet, RecordInvalid, load_mapping_set
+from ..mapping import MappingContext, MappingSet, Record, RecordInvalid, load_mapping_set
 from ..settings import ALL_RESOURCES, Settings
 from ..store.sqlite import SqliteStore
 from .report import MailboxReport, ResourceReport, SyncReport
@@ -53,6 +53,27 @@ class _Mailbox:
     limiter: asyncio.Semaphore
 
 
+class MailHook(Protocol):
+    """What the engine asks about each mapped message before writing it (email tracking plugs in here)."""
+
+    async def begin_run(self, client: GraphClient) -> None:
+        """Called once per `sync_once`, before any mailbox (e.g. to load the tenant's aliases)."""
+
+    def evaluate(self, tx: Any, mailbox: str, user_id: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
+        """The records to write for one message: `records` as mapped, changed, or [] to write nothing."""
+
+
+class TrackAll:
+    """The default hook: every synced message is written as mapped."""
+
+    async def begin_run(self, client: GraphClient) -> None:
+        """Nothing to prepare."""
+
+    def evaluate(self, tx: Any, mailbox: str, user_id: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
+        """Keep the records unchanged."""
+        return records
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -60,8 +81,9 @@ def _now() -> str:
 class SyncEngine:
     """Mirrors mailboxes into Dataverse-style records. Use `from_settings`, then `await sync_once()`."""
 
-    def __init__(self, settings: Settings, client: GraphClient, store: SqliteStore, mappings: MappingSet) -> None:
+    def __init__(self, settings: Settings, client: GraphClient, store: SqliteStore, mappings: MappingSet, *, mail_hook: MailHook | None = None) -> None:
         self.settings = settings
+        self.mail_hook: MailHook = mail_hook or TrackAll()
         self.client = client
         self.store = store
         self.mappings = mappings
@@ -104,6 +126,7 @@ class SyncEngine:
             if r not in ALL_RESOURCES:
                 raise ConnectorError(f"unknown resource {r!r}; choose from {', '.join(ALL_RESOURCES)}")
         addresses = list(mailboxes) if mailboxes else await self._configured_mailboxes()
+        await self.mail_hook.begin_run(self.client)
         gate = asyncio.Semaphore(self.settings.parallel_mailboxes)
 
         async def one(address: str) -> MailboxReport:
@@ -244,6 +267,10 @@ class SyncEngine:
         with self.store.transaction() as tx:
             for gid, item, records in mapped:
                 link = self.store.find_link(mb.address, c.kind, gid)
+                if c.resource == "mail":
+                    records = self.mail_hook.evaluate(tx, mb.address, mb.user_id, c, item, records)
+                    if not records:
+                        continue  # not tracked: the hook recorded why
                 tx.upsert_records(records)
                 tx.link_item(mb.address, c.kind, gid, records[0].table, records[0].key, change_key=item.get("changeKey"),
                              container=c.container, seen_round=round_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import signal
 import sys
 import threading
@@ -87,6 +88,8 @@ def _run_sync(settings: Any, mailbox: list[str] | None, resource: list[str] | No
     from .sync.engine import SyncEngine
 
     console = Console()
+    # azure-identity logs get_token failures at WARNING; we report them ourselves, once.
+    logging.getLogger("azure").setLevel(logging.ERROR)
 
     async def go() -> Any:
         engine = SyncEngine.from_settings(settings)

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## demo: build .venv and run the main job on the embedded default (emulator + demo tenant)
 demo: $(STAMP)
-	$(BIN)/m365sync emulator tour --scenario samples/tenants/contoso.yaml
+	$(BIN)/m365sync demo --scenario samples/tenants/contoso.yaml --store sqlite:///m365sync-demo.db
 
 ## test: build .venv with the dev extra and run every test suite, slow ones included
 test: $(STAMP)

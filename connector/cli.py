@@ -155,6 +155,9 @@ def demo(
     if app_spec is None:
         typer.echo("error: the scenario has no unscoped app with a client secret and Mail.ReadWrite", err=True)
         raise typer.Exit(2)
+    db = Path(store.removeprefix("sqlite:///"))
+    for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        stale.unlink(missing_ok=True)  # a new emulator mints new links, so the old checkpoints mean nothing
     with emu:
         settings = Settings.load(None, tenant_id=emu.tenant_id, client_id=app_spec.client_id, client_secret=app_spec.client_secret,
                                  authority_host=emu.authority, graph_url=emu.graph_url, ca_bundle=emu.ca_bundle, store_url=store, mailboxes="all")

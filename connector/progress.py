@@ -6,12 +6,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .sync.engine import ProgressEvent
-from .sync.report import SyncReport
+from .sync.report import ResourceReport, SyncReport
 
 
 class LiveProgress:
@@ -57,21 +58,44 @@ class LiveProgress:
             self.progress.update(task, total=1, completed=1)
 
 
-def summary_table(report: SyncReport) -> Table:
-    """One row per mailbox and resource with the report's counters."""
-    table = Table(title=f"Sync summary ({report.seconds:.1f} s)")
-    for col in ("mailbox", "resource", "created", "updated", "deleted", "pages", "requests", "retries", "quarantined", "status"):
-        table.add_column(col, justify="left" if col in ("mailbox", "resource", "status") else "right")
-    for m in report.mailboxes:
-        if m.error:
-            table.add_row(m.address, "-", "", "", "", "", "", "", "", f"[red]{m.error}[/red]")
-            continue
-        for r in m.resources.values():
-            status = "[green]ok[/green]" if not r.errors else "[red]" + "; ".join(r.errors)[:80] + "[/red]"
-            table.add_row(m.address, r.resource, str(r.created), str(r.updated), str(r.deleted), str(r.pages), str(r.requests),
-                          str(r.retries), str(r.quarantined), status)
+def _cell(r: ResourceReport | None) -> str:
+    if r is None:
+        return ""
+    if r.errors:
+        return "[red]failed[/red]"
+    parts = [f"+{r.created}" if r.created else "", f"~{r.updated}" if r.updated else "", f"-{r.deleted}" if r.deleted else ""]
+    return " ".join(p for p in parts if p) or "[dim]0[/dim]"
+
+
+def summary_table(report: SyncReport, *, max_rows: int = 25) -> Table:
+    """One row per mailbox: +created ~updated -deleted per resource (mail, cal, cont, tasks), then requests,
+    retries, quarantined items and status. Narrow headers keep it readable in 80 columns."""
+    table = Table(title=f"Sync summary: {len(report.mailboxes)} mailboxes in {report.seconds:.1f} s", title_justify="left", box=box.SIMPLE_HEAD)
+    resources = sorted({name for m in report.mailboxes for name in m.resources}, key=["mail", "calendar", "contacts", "tasks"].index)
+    table.add_column("mailbox", no_wrap=True, overflow="ellipsis", max_width=24)
+    short = {"mail": "mail", "calendar": "cal", "contacts": "cont", "tasks": "tasks"}
+    for name in resources:
+        table.add_column(short[name], justify="right", no_wrap=True)
+    for col in ("req", "retry", "quar"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("status")
+    rows = sorted(report.mailboxes, key=lambda m: (not m.failed, -sum(r.items for r in m.resources.values()), m.address))
+    for m in rows[:max_rows]:
+        requests = sum(r.requests for r in m.resources.values())
+        retries = sum(r.retries for r in m.resources.values())
+        quarantined = sum(r.quarantined for r in m.resources.values())
+        errors = [m.error] if m.error else [e for r in m.resources.values() for e in r.errors]
+        status = "[green]ok[/green]" if not errors else "[red]" + "; ".join(str(e) for e in errors)[:100] + "[/red]"
+        table.add_row(m.address, *(_cell(m.resources.get(n)) for n in resources), str(requests), str(retries), str(quarantined), status)
+    if len(rows) > max_rows:
+        table.add_row(f"[dim]... {len(rows) - max_rows} more mailboxes (see --json)[/dim]", *([""] * (len(resources) + 4)))
     t = report.totals()
     table.add_section()
-    table.add_row("total", "", str(t.created), str(t.updated), str(t.deleted), str(t.pages), str(t.requests), str(t.retries), str(t.quarantined),
+    totals = {n: ResourceReport(n) for n in resources}
+    for m in report.mailboxes:
+        for n, r in m.resources.items():
+            for f in ("created", "updated", "deleted"):
+                setattr(totals[n], f, getattr(totals[n], f) + getattr(r, f))
+    table.add_row("total", *(_cell(totals[n]) for n in resources), str(t.requests), str(t.retries), str(t.quarantined),
                   "[green]ok[/green]" if report.ok else "[red]failed[/red]")
     return table

@@ -95,9 +95,13 @@ class Request:
         if not self.body:
             raise GraphError(400, "BadRequest", "Empty Payload. JSON content expected.")
         try:
-            return orjson.loads(self.body)
+            data = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
             raise GraphError(400, "BadRequest", f"Unable to read JSON request payload: {exc}") from None
+        # Every Graph body the emulator accepts is an object; only control routes take lists (fault rules).
+        if not isinstance(data, dict) and not self.path.startswith("/_emulator"):
+            raise GraphError(400, "BadRequest", "Unable to read JSON request payload: a JSON object was expected.")
+        return data
 
     @property
     def graph_base(self) -> str:

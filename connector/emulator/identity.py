@@ -120,7 +120,7 @@ class IdentityService:
             return aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
         if "application/x-www-form-urlencoded" not in content_type:
             return aad_error(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
-        form = {k: v[0] for k, v in parse_qs(form_body.decode(), keep_blank_values=True).items()}
+        form = {k: v[0] for k, v in parse_qs(form_body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         grant = form.get("grant_type", "")
         if not grant:
             return aad_error(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
@@ -226,7 +226,7 @@ class IdentityService:
     # device code ----------------------------------------------------------------------------
     def device_authorize(self, tenant: str, form_body: bytes) -> Response:
         """`POST /{tenant}/oauth2/v2.0/devicecode`."""
-        form = {k: v[0] for k, v in parse_qs(form_body.decode(), keep_blank_values=True).items()}
+        form = {k: v[0] for k, v in parse_qs(form_body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         app = self.state.apps.get(form.get("client_id", ""))
         if app is None:
             return aad_error(400, "unauthorized_client", 700016, f"Application with identifier '{form.get('client_id', '')}' was not found in the directory '{self.state.tenant.domain}'.")

@@ -182,7 +182,8 @@ def folder_json(mb: Mailbox, folder: Item, select: tuple[str, ...] | None = None
         "isHidden": folder.data.get("isHidden", False),
     }
     out: dict[str, Any] = {"id": folder.key}
-    out.update(data if select is None else {k: v for k, v in data.items() if k in select})
+    # sizeInBytes is not in v1.0's mailFolder metadata (msgraph-sdk has no such field): only on $select.
+    out.update({k: v for k, v in data.items() if k != "sizeInBytes"} if select is None else {k: v for k, v in data.items() if k in select})
     return out
 
 
@@ -238,7 +239,8 @@ def insert_message(
     msg.setdefault("hasAttachments", bool(msg.get("attachments")))
     msg.setdefault("subject", "")
     body = msg.setdefault("body", {"contentType": "html", "content": ""})
-    msg.setdefault("bodyPreview", preview(body))
+    if "bodyPreview" not in msg:  # setdefault would compute the preview even when supplied
+        msg["bodyPreview"] = preview(body)
     msg.setdefault("importance", "normal")
     msg.setdefault("isDeliveryReceiptRequested", False)
     msg.setdefault("isReadReceiptRequested", False)

@@ -163,8 +163,13 @@ class EmulatorState:
         return mb
 
     def check_scope(self, principal: Principal | None, mb: Mailbox) -> None:
-        """403 when an application access policy keeps the app out of `mb`."""
-        if principal is None or not principal.app_only:
+        """403 when an application access policy keeps the app out of `mb`, or a signed-in user out of another's mailbox."""
+        if principal is None:
+            return
+        if not principal.app_only:
+            # Delegated access reaches only the user's own mailbox unless a *.Shared scope was granted.
+            if principal.user_id != mb.id and not any(s.endswith(".Shared") for s in principal.scopes):
+                raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
             return
         app = self.apps.get(principal.client_id)
         allowed = app.spec.mailboxes if app else None

@@ -52,7 +52,10 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
             else:
                 raise bad_request(f"Unsupported or invalid query filter clause specified for property '{flt.split()[0]}' of resource 'User'.", "Request_UnsupportedQuery")
         select = tuple(s.strip() for s in request.query.get("$select", "").split(",") if s.strip()) or None
-        top = int(request.query.get("$top", "100") or 100)
+        raw_top = request.query.get("$top") or "100"
+        if not raw_top.isdigit():
+            raise bad_request(f"Invalid page size specified: '{raw_top}'. Must be between 1 and 999 inclusive.", "Request_UnsupportedQuery")
+        top = int(raw_top)
         if not 1 <= top <= 999:
             raise bad_request("Invalid page size specified: '%d'. Must be between 1 and 999 inclusive." % top, "Request_UnsupportedQuery")
         offset = 0

@@ -14,6 +14,7 @@ import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
@@ -42,6 +43,16 @@ class DeltaQuery:
             if k == name:
                 return v
         return None
+
+    @property
+    def select(self) -> tuple[str, ...] | None:
+        """The round's $select list, parsed once (pages render thousands of items with it)."""
+        return _parse_select(self.option("$select"))
+
+
+@lru_cache(maxsize=256)
+def _parse_select(raw: str | None) -> tuple[str, ...] | None:
+    return tuple(s.strip() for s in (raw or "").split(",") if s.strip()) or None
 
 
 class DeltaSource(Protocol):

@@ -466,8 +466,7 @@ class MessageDelta:
         coll = mb.collection(query.container)
         item = coll.items.get(key)
         if item is not None:
-            select = tuple(s for s in (query.option("$select") or "").split(",") if s) or None
-            return message_json(item, request, select)
+            return message_json(item, request, query.select)
         tomb = coll.tombstones.get(key)
         if tomb is None or initial:
             return None
@@ -490,8 +489,7 @@ class FolderDelta:
         coll = folder_coll(mb)
         item = coll.items.get(key)
         if item is not None:
-            select = tuple(s for s in (query.option("$select") or "").split(",") if s) or None
-            return folder_json(mb, item, select)
+            return folder_json(mb, item, query.select)
         tomb = coll.tombstones.get(key)
         if tomb is None or initial:
             return None

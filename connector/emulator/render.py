@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .store import Item, Tombstone, change_key
+from .store import Item, Tombstone
 
 
 def render(
@@ -25,7 +25,7 @@ def render(
     out: dict[str, Any] = {}
     if odata_type:
         out["@odata.type"] = odata_type
-    ck = change_key(item.seq, item.key) if (with_change_key or with_etag) else None
+    ck = item.change_key() if (with_change_key or with_etag) else None
     if with_etag:
         out["@odata.etag"] = f'W/"{ck}"'
     data = item.data

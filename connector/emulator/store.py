@@ -33,7 +33,7 @@ def change_key(seq: int, salt: str) -> str:
 class Item:
     """One Graph entity. `data` holds its Graph JSON without id, etag and @odata annotations."""
 
-    __slots__ = ("key", "rest_id", "data", "seq", "created_seq", "container", "moves", "hidden")
+    __slots__ = ("key", "rest_id", "data", "seq", "created_seq", "container", "moves", "hidden", "_ck")
 
     def __init__(self, key: str, data: dict[str, Any], container: str) -> None:
         self.key = key  # the immutable id
@@ -44,6 +44,13 @@ class Item:
         self.container = container
         self.moves = 0
         self.hidden: dict[str, Any] = {}  # emulator-only facts (e.g. MIME headers, extended props)
+        self._ck: tuple[int, str] = (-1, "")
+
+    def change_key(self) -> str:
+        """The changeKey for the item's current version (hashed once per version)."""
+        if self._ck[0] != self.seq:
+            self._ck = (self.seq, change_key(self.seq, self.key))
+        return self._ck[1]
 
     def public_id(self, immutable: bool) -> str:
         """The id Graph reports for this item under the request's IdType preference."""

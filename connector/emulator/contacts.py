@@ -13,10 +13,10 @@ import secrets
 from typing import Any
 from urllib.parse import unquote
 
-from .delta import DeltaQuery, reject_options, select_fields
+from .delta import CollectionDelta, DeltaQuery, reject_options, select_fields
 from .http import GraphError, Request, Response, Router, bad_request, empty, iso, json_response, not_found, utcnow
 from .mail import _paged, init_mailbox
-from .render import removed, render
+from .render import render
 from .state import EmulatorState
 from .store import Collection, Item, Mailbox, b64url, stable_bytes
 
@@ -260,53 +260,26 @@ def contact_json(item: Item, request: Request, select: tuple[str, ...] | None) -
 # delta ------------------------------------------------------------------------------------
 
 
-def _select(query: DeltaQuery) -> tuple[str, ...] | None:
-    return tuple(s.strip() for s in (query.option("$select") or "").split(",") if s.strip()) or None
-
-
-class ContactDelta:
+class ContactDelta(CollectionDelta):
     """contacts/delta for one folder (the default folder or any contactFolder)."""
 
     odata_type = CONTACT_TYPE
     context = "$metadata#Collection(contact)"
 
-    def snapshot(self, mb: Mailbox, query: DeltaQuery) -> list[str]:
-        return list(mb.collection(query.container).items)
 
-    def changes(self, mb: Mailbox, query: DeltaQuery, since: int) -> list[str]:
-        return mb.collection(query.container).changed_since(since)
-
-    def render(self, mb: Mailbox, query: DeltaQuery, key: str, request: Request, initial: bool) -> dict[str, Any] | None:
-        coll = mb.collection(query.container)
-        item = coll.items.get(key)
-        if item is not None:
-            return render(item, CONTACT_TYPE, _select(query), request.prefer.immutable_id)
-        tomb = coll.tombstones.get(key)
-        if tomb is None or initial:
-            return None
-        return removed(tomb, CONTACT_TYPE, request.prefer.immutable_id)
-
-
-class ContactFolderDelta:
+class ContactFolderDelta(CollectionDelta):
     """contactFolders/delta: every folder below the default Contacts folder, flattened."""
 
-    odata_type = None
     context = "$metadata#Collection(contactFolder)"
 
-    def snapshot(self, mb: Mailbox, query: DeltaQuery) -> list[str]:
-        return list(folder_coll(mb).items)
+    def collection(self, mb: Mailbox, query: DeltaQuery) -> Collection:
+        return folder_coll(mb)
 
-    def changes(self, mb: Mailbox, query: DeltaQuery, since: int) -> list[str]:
-        return folder_coll(mb).changed_since(since)
+    def item_json(self, mb: Mailbox, query: DeltaQuery, item: Item, request: Request) -> dict[str, Any]:
+        return folder_json(item, query.select)
 
-    def render(self, mb: Mailbox, query: DeltaQuery, key: str, request: Request, initial: bool) -> dict[str, Any] | None:
-        coll = folder_coll(mb)
-        item = coll.items.get(key)
-        if item is not None:
-            return folder_json(item, _select(query))
-        if initial or key not in coll.tombstones:
-            return None
-        return {"id": key, "@removed": {"reason": "deleted"}}
+    def removed_json(self, tomb: Any, request: Request) -> dict[str, Any]:
+        return {"id": tomb.key, "@removed": {"reason": "deleted"}}
 
 
 def _reject_list_options(request: Request) -> None:

@@ -13,14 +13,15 @@ import itertools
 import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
 
 from .http import GraphError, Request, Response, bad_request
-from .store import Mailbox, b64url
+from .render import removed, render
+from .store import Collection, Item, Mailbox, Tombstone, b64url
 
 MAX_PAGE_SIZE = 1000  # the emulator's cap on odata.maxpagesize; Graph documents none for Outlook
 DEFAULT_PAGE_SIZE = 10  # Outlook's observed default (graph-v1.md §0.4)
@@ -71,6 +72,48 @@ class DeltaSource(Protocol):
         self, mailbox: Mailbox, query: DeltaQuery, key: str, request: Request, initial: bool
     ) -> dict[str, Any] | None:
         """The JSON for `key` in a page: full selected item, `@removed` tombstone, or None to skip."""
+
+
+class CollectionDelta:
+    """A `DeltaSource` over one `Collection`: snapshot, change log and rendering, overridable piecewise.
+
+    Subclasses set `odata_type` and `context`, and override `collection`, `item_json` or
+    `removed_json` where their resource differs (folders have live counts, To Do has no changeKey...).
+    """
+
+    odata_type: str | None = None
+    context = ""
+
+    def collection(self, mb: Mailbox, query: DeltaQuery) -> Collection:
+        """The container this query tracks."""
+        return mb.collection(query.container)
+
+    def snapshot(self, mb: Mailbox, query: DeltaQuery) -> list[str]:
+        """Every current item."""
+        return list(self.collection(mb, query).items)
+
+    def changes(self, mb: Mailbox, query: DeltaQuery, since: int) -> list[str]:
+        """Everything changed after `since`."""
+        return self.collection(mb, query).changed_since(since)
+
+    def item_json(self, mb: Mailbox, query: DeltaQuery, item: Item, request: Request) -> dict[str, Any]:
+        """A live item as the page shows it."""
+        return render(item, self.odata_type, query.select, request.prefer.immutable_id)
+
+    def removed_json(self, tomb: Tombstone, request: Request) -> dict[str, Any]:
+        """A tombstone as the page shows it."""
+        return removed(tomb, self.odata_type, request.prefer.immutable_id)
+
+    def render(self, mb: Mailbox, query: DeltaQuery, key: str, request: Request, initial: bool) -> dict[str, Any] | None:
+        """Full item, `@removed` tombstone, or None (gone before a first round reached it)."""
+        coll = self.collection(mb, query)
+        item = coll.items.get(key)
+        if item is not None:
+            return self.item_json(mb, query, item, request)
+        tomb = coll.tombstones.get(key)
+        if tomb is None or initial:
+            return None
+        return self.removed_json(tomb, request)
 
 
 @dataclass(slots=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .delta import DeltaQuery, reject_options, select_fields
+from .delta import CollectionDelta, DeltaQuery, reject_options, select_fields
 from .http import GraphError, Request, Response, Router, bad_request, empty, iso, json_response, not_found, utcnow
-from .render import removed, render
+from .render import render
 from .state import EmulatorState
 from .store import Collection, Item, Mailbox, b64url, stable_bytes
 from .threading_ import Threads
@@ -413,7 +413,7 @@ def submit(state: EmulatorState, mb: Mailbox, msg: dict[str, Any], *, save_to_se
 _RECEIVED_FILTER = re.compile(r"^\s*receivedDateTime\s+(ge|gt)\s+(\S+)\s*$", re.IGNORECASE)
 
 
-class MessageDelta:
+class MessageDelta(CollectionDelta):
     """messages/delta for one folder."""
 
     odata_type = MESSAGE_TYPE
@@ -462,38 +462,23 @@ class MessageDelta:
                 out.append(key)
         return out
 
-    def render(self, mb: Mailbox, query: DeltaQuery, key: str, request: Request, initial: bool) -> dict[str, Any] | None:
-        coll = mb.collection(query.container)
-        item = coll.items.get(key)
-        if item is not None:
-            return message_json(item, request, query.select)
-        tomb = coll.tombstones.get(key)
-        if tomb is None or initial:
-            return None
-        return removed(tomb, MESSAGE_TYPE, request.prefer.immutable_id)
+    def item_json(self, mb: Mailbox, query: DeltaQuery, item: Item, request: Request) -> dict[str, Any]:
+        return message_json(item, request, query.select)
 
 
-class FolderDelta:
+class FolderDelta(CollectionDelta):
     """mailFolders/delta: the whole hierarchy, flattened."""
 
-    odata_type = None
     context = "$metadata#Collection(mailFolder)"
 
-    def snapshot(self, mb: Mailbox, query: DeltaQuery) -> list[str]:
-        return list(folder_coll(mb).items)
+    def collection(self, mb: Mailbox, query: DeltaQuery) -> Collection:
+        return folder_coll(mb)
 
-    def changes(self, mb: Mailbox, query: DeltaQuery, since: int) -> list[str]:
-        return folder_coll(mb).changed_since(since)
+    def item_json(self, mb: Mailbox, query: DeltaQuery, item: Item, request: Request) -> dict[str, Any]:
+        return folder_json(mb, item, query.select)
 
-    def render(self, mb: Mailbox, query: DeltaQuery, key: str, request: Request, initial: bool) -> dict[str, Any] | None:
-        coll = folder_coll(mb)
-        item = coll.items.get(key)
-        if item is not None:
-            return folder_json(mb, item, query.select)
-        tomb = coll.tombstones.get(key)
-        if tomb is None or initial:
-            return None
-        return {"id": key, "@removed": {"reason": "deleted"}}
+    def removed_json(self, tomb: Any, request: Request) -> dict[str, Any]:
+        return {"id": tomb.key, "@removed": {"reason": "deleted"}}
 
 
 def _options(request: Request, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

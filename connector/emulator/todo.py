@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..mapping.timezones import zone
-from .delta import DeltaQuery, reject_options, select_fields
+from .delta import CollectionDelta, DeltaQuery, reject_options, select_fields
 from .http import GraphError, Request, Response, Router, bad_request, empty, json_response, not_found, utcnow
 from .mail import _paged
 from .render import render
@@ -275,30 +275,16 @@ def _expand(request: Request) -> bool:
 # delta ------------------------------------------------------------------------------------
 
 
-def _select(query: DeltaQuery) -> tuple[str, ...] | None:
-    return tuple(s.strip() for s in (query.option("$select") or "").split(",") if s.strip()) or None
+class TaskDelta(CollectionDelta):
+    """todo/lists/{id}/tasks/delta: no @odata.type and no changeKey (graph-samples/todotask-delta-response.json)."""
 
-
-class TaskDelta:
-    """todo/lists/{id}/tasks/delta."""
-
-    odata_type = None
     context = "$metadata#Collection(todoTask)"
 
-    def snapshot(self, mb: Mailbox, query: DeltaQuery) -> list[str]:
-        return list(mb.collection(query.container).items)
+    def item_json(self, mb: Mailbox, query: DeltaQuery, item: Item, request: Request) -> dict[str, Any]:
+        return render(item, None, query.select, False, with_change_key=False)
 
-    def changes(self, mb: Mailbox, query: DeltaQuery, since: int) -> list[str]:
-        return mb.collection(query.container).changed_since(since)
-
-    def render(self, mb: Mailbox, query: DeltaQuery, key: str, request: Request, initial: bool) -> dict[str, Any] | None:
-        coll = mb.collection(query.container)
-        item = coll.items.get(key)
-        if item is not None:
-            return render(item, None, _select(query), False, with_change_key=False)
-        if initial or key not in coll.tombstones:
-            return None
-        return {"id": key, "@removed": {"reason": "deleted"}}
+    def removed_json(self, tomb: Any, request: Request) -> dict[str, Any]:
+        return {"id": tomb.key, "@removed": {"reason": "deleted"}}
 
 
 class ListDelta(TaskDelta):

@@ -22,7 +22,7 @@ from connector.mapping.records import MappingContext, Record
 from connector.mapping.resources import shipped_mappings_dir
 from connector.mapping.schema_data import TableInfo, load_tables
 from connector.mapping.transforms import REGISTRY
-from connector.mapping.validation import Issue, Loc, check_mapping
+from connector.mapping.validation import Loc, check_mapping
 
 YAML_SUFFIXES = (".yaml", ".yml")
 _ALIASES = {"else_": "else"}

@@ -74,3 +74,20 @@ def graph(emulator: Emulator) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=emulator.graph_url, verify=emulator.ssl_context(),
                       headers={"Authorization": f"Bearer {app_token(emulator)}"}, timeout=30) as client:
         yield client
+
+
+def round_trip(client: httpx.Client, url: str, headers: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], str, int]:
+    """Follow a delta round's nextLinks to its deltaLink; returns (items, deltaLink, pages)."""
+    items: list[dict[str, Any]] = []
+    pages = 0
+    while True:
+        r = client.get(url, headers=headers or {})
+        assert r.status_code == 200, r.text
+        page = r.json()
+        pages += 1
+        assert not ("@odata.nextLink" in page and "@odata.deltaLink" in page)
+        items.extend(page["value"])
+        if "@odata.nextLink" in page:
+            url = page["@odata.nextLink"]
+            continue
+        return items, page["@odata.deltaLink"], pages

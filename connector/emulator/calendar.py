@@ -845,9 +845,7 @@ def register_control(control: Router, state: EmulatorState) -> None:
     """`/_emulator/users/{upn}/events[/{id}]`: change events as their owner would, any property allowed."""
 
     def mb_named(request: Request) -> Mailbox:
-        mb = state.tenant.find(request.params["user"])
-        if mb is None:
-            raise GraphError(404, "ErrorInvalidUser", f"No user {request.params['user']!r} in the scenario.")
+        mb = state.named_mailbox(request)
         return mb
 
     async def add(request: Request) -> Response:

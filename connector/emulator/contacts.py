@@ -440,9 +440,7 @@ def register_control(control: Router, state: EmulatorState) -> None:
     """`/_emulator/users/{upn}/contacts...`: change contacts as the user would, outside Graph's checks."""
 
     def mb_named(request: Request) -> Mailbox:
-        mb = state.tenant.find(request.params["user"])
-        if mb is None:
-            raise GraphError(404, "ErrorInvalidUser", f"No user {request.params['user']!r} in the scenario.")
+        mb = state.named_mailbox(request)
         init_contacts(state, mb)
         return mb
 

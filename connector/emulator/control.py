@@ -50,9 +50,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
         return empty(204)
 
     async def evict(request: Request) -> Response:
-        mb = state.tenant.find(request.params["user"])
-        if mb is None:
-            raise GraphError(404, "ErrorInvalidUser", f"No user {request.params['user']!r} in the scenario.")
+        mb = state.named_mailbox(request)
         return json_response({"evicted": state.sync.evict(mb.id)})
 
     async def approve(request: Request) -> Response:

@@ -752,9 +752,7 @@ def register_control(control: Router, state: EmulatorState) -> None:
     """`/_emulator/users/{upn}/...` mutation helpers for tests and demos."""
 
     def mb_named(request: Request) -> Mailbox:
-        mb = state.tenant.find(request.params["user"])
-        if mb is None:
-            raise GraphError(404, "ErrorInvalidUser", f"No user {request.params['user']!r} in the scenario.")
+        mb = state.named_mailbox(request)
         init_mailbox(state, mb)
         return mb
 

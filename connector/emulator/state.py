@@ -162,6 +162,13 @@ class EmulatorState:
         self.check_scope(request.principal, mb)
         return mb
 
+    def named_mailbox(self, request: Request) -> Mailbox:
+        """The mailbox a control route's {user} names (any id form); 404 when the scenario has none."""
+        mb = self.tenant.find(request.params.get("user", ""))
+        if mb is None:
+            raise GraphError(404, "ErrorInvalidUser", f"No user {request.params.get('user')!r} in the scenario.")
+        return mb
+
     def check_scope(self, principal: Principal | None, mb: Mailbox) -> None:
         """403 when an application access policy keeps the app out of `mb`, or a signed-in user out of another's mailbox."""
         if principal is None:

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from ..mapping.timezones import zone
 from .delta import CollectionDelta, DeltaQuery, reject_options, select_fields
-from .http import GraphError, Request, Response, Router, bad_request, empty, json_response, not_found, utcnow
+from .http import Request, Response, Router, bad_request, empty, json_response, not_found, utcnow
 from .mail import _paged
 from .render import render
 from .state import EmulatorState
@@ -495,9 +495,7 @@ def register_control(control: Router, state: EmulatorState) -> None:
     """`/_emulator/users/{upn}/todo/lists...`: change To Do content as the user would."""
 
     def target(request: Request) -> tuple[Mailbox, str]:
-        mb = state.tenant.find(request.params["user"])
-        if mb is None:
-            raise GraphError(404, "ErrorInvalidUser", f"No user {request.params['user']!r} in the scenario.")
+        mb = state.named_mailbox(request)
         init_todo(mb)
         return mb, resolve_list(mb, request.params["list"], by_name=True).key if "list" in request.params else ""
 

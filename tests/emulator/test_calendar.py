@@ -14,7 +14,7 @@ import pytest
 from connector.emulator import Emulator
 from connector.emulator.calendar import occurrence_id, split_occurrence
 from connector.emulator.recurrence import normalise, originals, to_utc
-from tests.conftest import APP_SECRET, app_token, base_scenario
+from tests.conftest import APP_SECRET, app_token, base_scenario, round_trip
 
 SAMPLES = Path("/work/shared/reference/graph-samples")
 ADELE = "/users/adele@contoso.com"
@@ -48,23 +48,6 @@ def calendar_scenario(**extra: Any) -> dict[str, Any]:
 def client_for(emu: Emulator) -> httpx.Client:
     return httpx.Client(base_url=emu.graph_url, verify=emu.ssl_context(),
                         headers={"Authorization": f"Bearer {app_token(emu)}"}, timeout=30)
-
-
-def round_trip(client: httpx.Client, url: str, headers: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], str, int]:
-    """Follow nextLinks to the deltaLink; returns (items, deltaLink, pages)."""
-    items: list[dict[str, Any]] = []
-    pages = 0
-    while True:
-        r = client.get(url, headers=headers or {})
-        assert r.status_code == 200, r.text
-        page = r.json()
-        pages += 1
-        assert not ("@odata.nextLink" in page and "@odata.deltaLink" in page)
-        items.extend(page["value"])
-        if "@odata.nextLink" in page:
-            url = page["@odata.nextLink"]
-            continue
-        return items, page["@odata.deltaLink"], pages
 
 
 def by_subject(items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

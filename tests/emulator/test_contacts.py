@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from connector.emulator import Emulator
-from tests.conftest import ALL_PERMISSIONS, APP_ID, APP_SECRET, app_token, base_scenario
+from tests.conftest import ALL_PERMISSIONS, APP_ID, APP_SECRET, app_token, base_scenario, round_trip
 
 U = "/users/adele@contoso.com"
 MAIL_ONLY = "33333333-3333-3333-3333-333333333333"
@@ -30,23 +30,6 @@ def scenario(n: int = 25) -> dict[str, Any]:
     s["users"][0]["contacts"] = people(n)
     s["users"][0]["contactFolders"] = {"Suppliers": {"contacts": people(3, "Supplier")}, "Family": {}}
     return s
-
-
-def round_trip(client: httpx.Client, url: str, headers: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], str, int]:
-    """Follow nextLinks to the deltaLink; returns (items, deltaLink, pages)."""
-    items: list[dict[str, Any]] = []
-    pages = 0
-    while True:
-        r = client.get(url, headers=headers or {})
-        assert r.status_code == 200, r.text
-        page = r.json()
-        pages += 1
-        assert not ("@odata.nextLink" in page and "@odata.deltaLink" in page)
-        items.extend(page["value"])
-        if "@odata.nextLink" in page:
-            url = page["@odata.nextLink"]
-            continue
-        return items, page["@odata.deltaLink"], pages
 
 
 def client_for(emu: Emulator, client_id: str = APP_ID) -> httpx.Client:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from connector.emulator import Emulator
-from tests.conftest import app_token, base_scenario
+from tests.conftest import app_token, base_scenario, round_trip
 
 IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
 
@@ -26,23 +26,6 @@ def scenario_with_inbox(n: int, **extra: Any) -> dict[str, Any]:
     s = base_scenario(**extra)
     s["users"][0]["mailFolders"] = {"inbox": {"messages": messages(n), "childFolders": {"Projects": {"messages": messages(2, "Proj")}}}}
     return s
-
-
-def round_trip(client: httpx.Client, url: str, headers: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], str, int]:
-    """Follow nextLinks to the deltaLink; returns (items, deltaLink, pages)."""
-    items: list[dict[str, Any]] = []
-    pages = 0
-    while True:
-        r = client.get(url, headers=headers or {})
-        assert r.status_code == 200, r.text
-        page = r.json()
-        pages += 1
-        assert not ("@odata.nextLink" in page and "@odata.deltaLink" in page)
-        items.extend(page["value"])
-        if "@odata.nextLink" in page:
-            url = page["@odata.nextLink"]
-            continue
-        return items, page["@odata.deltaLink"], pages
 
 
 @pytest.fixture

@@ -59,13 +59,13 @@ def peak_rss_mb() -> float:
 # --- variants (each runs in its own process) -------------------------------------------------------
 
 
-async def run_engine(info: dict[str, str], page_size: int, db: str) -> dict[str, Any]:
+async def run_engine(info: dict[str, str], page_size: int, db: str, tracking: bool = True) -> dict[str, Any]:
     from connector.settings import Settings
     from connector.sync.engine import SyncEngine
 
     settings = Settings.load(None, tenant_id=info["tenant_id"], client_id=CLIENT_ID, client_secret=SECRET, authority_host=info["authority"],
                              graph_url=info["graph_url"], ca_bundle=info["ca_bundle"], store_url=f"sqlite:///{db}", mailboxes=[{"address": USER, "track": "all"}],
-                             resources=["mail"], page_size=page_size)
+                             resources=["mail"], page_size=page_size, tracking={"enabled": tracking})
     engine = SyncEngine.from_settings(settings)
     try:
         t = time.perf_counter()

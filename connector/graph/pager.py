@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from kiota_abstractions.request_information import RequestInformation
 
 from ..errors import MalformedPageError
-from .client import CallStats, GraphClient
+from .client import CallStats, GraphClient, Page
 
 
 @dataclass(slots=True)
@@ -30,25 +32,35 @@ class DeltaPager:
         self.prefer = prefer
 
     async def pages(self, first: RequestInformation | str, *, limiter: Any = None, stats: CallStats | None = None) -> AsyncIterator[DeltaPage]:
-        """Pages from `first` (a built request or a saved link) to the page carrying the deltaLink."""
+        """Pages from `first` (a built request or a saved link) to the page carrying the deltaLink.
+
+        The next page is requested before the current one is handed over, so fetching page k+1
+        overlaps with the caller committing page k. It is only ever yielded after page k's commit.
+        """
         request = first if isinstance(first, RequestInformation) else self.client.url_request(first, prefer=self.prefer)
         seen: set[str] = set()
-        while True:
-            page = await self.client.get(request, limiter=limiter, stats=stats)
-            data = page.data
-            nxt, delta = data.get("@odata.nextLink"), data.get("@odata.deltaLink")
-            if nxt and delta:
-                raise MalformedPageError("a delta page carried both @odata.nextLink and @odata.deltaLink")
-            if not nxt and not delta:
-                raise MalformedPageError("a delta page carried neither @odata.nextLink nor @odata.deltaLink")
-            items = data.get("value")
-            if not isinstance(items, list):
-                raise MalformedPageError("a delta page has no 'value' array")
-            if nxt:
-                if nxt in seen:
-                    raise MalformedPageError(f"the nextLink repeated itself: {nxt.split('?')[0]}")
-                seen.add(nxt)
-            yield DeltaPage(items, nxt, delta, page.size)
-            if not nxt:
-                return
-            request = self.client.url_request(nxt, prefer=self.prefer)
+        fetch: asyncio.Task[Page] | None = asyncio.ensure_future(self.client.get(request, limiter=limiter, stats=stats))
+        try:
+            while fetch is not None:
+                page = await fetch
+                fetch = None
+                data = page.data
+                nxt, delta = data.get("@odata.nextLink"), data.get("@odata.deltaLink")
+                if nxt and delta:
+                    raise MalformedPageError("a delta page carried both @odata.nextLink and @odata.deltaLink")
+                if not nxt and not delta:
+                    raise MalformedPageError("a delta page carried neither @odata.nextLink nor @odata.deltaLink")
+                items = data.get("value")
+                if not isinstance(items, list):
+                    raise MalformedPageError("a delta page has no 'value' array")
+                if nxt:
+                    if nxt in seen:
+                        raise MalformedPageError(f"the nextLink repeated itself: {nxt.split('?')[0]}")
+                    seen.add(nxt)
+                    fetch = asyncio.ensure_future(self.client.get(self.client.url_request(nxt, prefer=self.prefer), limiter=limiter, stats=stats))
+                yield DeltaPage(items, nxt, delta, page.size)
+        finally:
+            if fetch is not None and not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(BaseException):
+                    await fetch

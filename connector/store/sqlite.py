@@ -133,6 +133,9 @@ class SqliteStore:
                 if col.storable and name not in have:
                     self._conn.execute(f"ALTER TABLE {ident(table.name)} ADD COLUMN {ident(name)} {sql_type(col)}")
                     have.add(name)
+            if table.name == ACTIVITY_PARTY and "activityid" in have:
+                # Upserting an activity replaces its party rows: without this index each replace scans them all.
+                self._conn.execute(f"CREATE INDEX IF NOT EXISTS ix_activityparty_activityid ON {ident(ACTIVITY_PARTY)} (activityid)")
             self._columns[table.name] = have
             self.tables[table.name] = table
 
@@ -216,6 +219,10 @@ class SqliteStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement (for connector tables owned by other modules, e.g. tracking)."""
+        return list(self._conn.execute(sql, tuple(args)).fetchall())
+
     def find_link(self, mailbox: str, resource: str, graph_id: str) -> ItemLink | None:
         """The record a Graph item id maps to (needed for ``@removed`` items, which carry only an id)."""
         row = self._conn.execute(
@@ -226,6 +233,21 @@ class SqliteStore:
         if row is None:
             return None
         return ItemLink(*row[:7], deleted=bool(row[7]))
+
+    def links_for(self, mailbox: str, resource: str, graph_ids: list[str]) -> dict[str, ItemLink]:
+        """The links of many Graph ids at once (one query per 500 ids, not one per item)."""
+        out: dict[str, ItemLink] = {}
+        for i in range(0, len(graph_ids), 500):
+            chunk = graph_ids[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._conn.execute(
+                "SELECT mailbox, resource, graph_id, table_name, record_key, change_key, container, deleted FROM item_link "
+                f"WHERE mailbox = ? AND resource = ? AND graph_id IN ({marks})",
+                (mailbox, resource, *chunk),
+            ).fetchall()
+            for row in rows:
+                out[row[2]] = ItemLink(*row[:7], deleted=bool(row[7]))
+        return out
 
     def unseen_links(self, mailbox: str, resource: str, container: str, round_id: str) -> list[ItemLink]:
         """Live links of a container that the full round `round_id` did not see (gone from Graph)."""
@@ -268,6 +290,10 @@ class Transaction:
     def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         """Run one statement inside the transaction (for connector tables owned by other modules)."""
         return self._conn.execute(sql, tuple(args))
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> sqlite3.Cursor:
+        """Run one statement for many rows inside the transaction (for connector tables owned by other modules)."""
+        return self._conn.executemany(sql, rows)
 
     def upsert_records(self, records: Iterable[Record]) -> int:
         """Insert or update records by primary key (``INSERT ... ON CONFLICT DO UPDATE``).
@@ -360,6 +386,21 @@ class Transaction:
             "container = excluded.container, deleted = 0, updated_at = excluded.updated_at, "
             "seen_round = COALESCE(excluded.seen_round, item_link.seen_round)",
             (mailbox, resource, graph_id, table, record_key, change_key, container, _now(), seen_round),
+        )
+
+    def link_items(
+        self, mailbox: str, resource: str, links: Iterable[tuple[str, str, str, str | None]], *, container: str | None = None,
+        seen_round: str | None = None,
+    ) -> None:
+        """`link_item` for many `(graph_id, table, record_key, change_key)` at once."""
+        now = _now()
+        self._conn.executemany(
+            "INSERT INTO item_link (mailbox, resource, graph_id, table_name, record_key, change_key, container, deleted, updated_at, seen_round) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT(mailbox, resource, graph_id) DO UPDATE SET "
+            "table_name = excluded.table_name, record_key = excluded.record_key, change_key = excluded.change_key, "
+            "container = excluded.container, deleted = 0, updated_at = excluded.updated_at, "
+            "seen_round = COALESCE(excluded.seen_round, item_link.seen_round)",
+            [(mailbox, resource, gid, table, key, ck, container, now, seen_round) for gid, table, key, ck in links],
         )
 
     def mark_link_deleted(self, mailbox: str, resource: str, graph_id: str) -> None:

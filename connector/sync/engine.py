@@ -66,6 +66,8 @@ class MailHook(Protocol):
 class TrackAll:
     """The default hook: every synced message is written as mapped."""
 
+    reads_store = False  # so the engine may write a whole page in one batch
+
     async def begin_run(self, client: GraphClient) -> None:
         """Nothing to prepare."""
 
@@ -89,6 +91,7 @@ class SyncEngine:
         self.mappings = mappings
         self.prefer = [f"odata.maxpagesize={settings.page_size}", 'IdType="ImmutableId"']
         self.discovery = Discovery(client, settings, self.prefer)
+        self.discovery.pinned = getattr(self.mail_hook, "pinned_folders", None)  # tracked folders, by id (rename-safe)
         self.pager = DeltaPager(client, self.prefer)
         self.policies = {cm.target: cm.delete_policy for cm in mappings.mappings.values()}
         store.ensure_tables(mappings.tables)
@@ -102,7 +105,12 @@ class SyncEngine:
                              timeout=settings.request_timeout, max_retries=settings.max_retries)
         mappings = load_mapping_set(settings.mappings_dir)
         store = SqliteStore(settings.store_url, tables=mappings.tables)
-        return cls(settings, client, store, mappings)
+        hook: MailHook | None = None
+        if settings.tracking.enabled:
+            from ..tracking import Tracker
+
+            hook = Tracker.from_settings(settings, store, mappings)
+        return cls(settings, client, store, mappings, mail_hook=hook)
 
     async def aclose(self) -> None:
         """Release the HTTP client, the credential and the store."""
@@ -182,13 +190,20 @@ class SyncEngine:
             rrep.containers = len(containers)
             tasks.extend(self._sync_container(mb, c, rrep, full, progress) for c in containers)
         await asyncio.gather(*tasks)
+        after = getattr(self.mail_hook, "after_mailbox", None)
+        if after is not None and "mail" in resources:
+            await after(self.client, mb.address, mb.user_id, mb.limiter)  # Graph actions outside page transactions
         return rep
 
     async def _discover(self, mb: _Mailbox, resource: str, rrep: ResourceReport) -> list[Container]:
         stats = CallStats()
         try:
             if resource == "mail":
-                return await self.discovery.mail(mb.user_id, mb.limiter, stats, mb.address)
+                found = await self.discovery.mail(mb.user_id, mb.limiter, stats, mb.address)
+                seen = getattr(self.mail_hook, "discovered", None)
+                if seen is not None:
+                    seen(mb.address, found)  # tracking binds folder rules to folder ids
+                return found
             if resource == "calendar":
                 return self.discovery.calendar(mb.user_id)
             if resource == "contacts":
@@ -264,32 +279,50 @@ class SyncEngine:
             if records:
                 mapped.append((gid, item, records))
         written = 0
+        links = self.store.links_for(mb.address, c.kind, [gid for gid, _, _ in mapped] + removals)
+        hook = self.mail_hook if c.resource == "mail" else None
+        # A hook that reads the store (tracking correlates against earlier emails) sees each message
+        # written before the next is evaluated; otherwise the page is written in one batch.
+        per_item = hook is not None and getattr(hook, "reads_store", True)
+        pending: list[Record] = []
+        link_rows: list[tuple[str, str, str, str | None]] = []
         with self.store.transaction() as tx:
             for gid, item, records in mapped:
-                link = self.store.find_link(mb.address, c.kind, gid)
-                if c.resource == "mail":
-                    records = self.mail_hook.evaluate(tx, mb.address, mb.user_id, c, item, records)
+                if hook is not None:
+                    records = hook.evaluate(tx, mb.address, mb.user_id, c, item, records)
                     if not records:
                         continue  # not tracked: the hook recorded why
-                tx.upsert_records(records)
-                tx.link_item(mb.address, c.kind, gid, records[0].table, records[0].key, change_key=item.get("changeKey"),
-                             container=c.container, seen_round=round_id)
+                if per_item:
+                    tx.upsert_records(records)
+                else:
+                    pending.extend(records)
+                link_rows.append((gid, records[0].table, records[0].key, item.get("changeKey")))
+                link = links.get(gid)
                 if link is None or link.deleted:
                     rrep.created += 1
                 else:
                     rrep.updated += 1
                 written += 1
+            if pending:
+                tx.upsert_records(pending)
+            tx.link_items(mb.address, c.kind, link_rows, container=c.container, seen_round=round_id)
             for gid in removals:
-                link = self.store.find_link(mb.address, c.kind, gid)
+                link = links.get(gid)
                 if link is None or link.deleted or link.container != c.container:
                     continue  # unknown, already gone, or moved on to another synced container
                 if self._remove(tx, c, link.table, link.record_key):
                     rrep.deleted += 1
                 tx.mark_link_deleted(mb.address, c.kind, gid)
                 written += 1
+            failed = getattr(self.mail_hook, "failed", None) if c.resource == "mail" else None
             for gid, reason, item in quarantined:
                 tx.quarantine(mb.address, c.kind, gid, reason, item)
                 rrep.quarantined += 1
+                if failed is not None:
+                    failed(tx, mb.address, c, gid, reason, item)
+            page_done = getattr(self.mail_hook, "page_done", None) if c.resource == "mail" else None
+            if page_done is not None:
+                page_done(tx)  # the hook's buffered rows (tracking decisions), in this page's transaction
             if page.delta_link and round_id is not None:
                 for link in self.store.unseen_links(mb.address, c.kind, c.container, round_id):
                     if self._remove(tx, c, link.table, link.record_key):

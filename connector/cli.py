@@ -27,6 +27,11 @@ if importlib.util.find_spec("connector.mapping.cli") is not None:
 
     app.add_typer(_mappings_app, name="mappings", help="Validate, explain and export the mapping files.")
 
+if importlib.util.find_spec("connector.tracking.cli") is not None:
+    from .tracking.cli import register as _register_tracking
+
+    _register_tracking(app)  # explain, records import, tracking alerts
+
 
 def _load(scenario: Path):  # type: ignore[no-untyped-def]
     from .emulator import Emulator

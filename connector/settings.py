@@ -6,12 +6,14 @@ Secrets are `SecretStr` and never appear in logs, reprs or error messages.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings.exceptions import SettingsError as _SourceError
 
 from .errors import SettingsError
 
@@ -31,12 +33,72 @@ _FIXES = {
 }
 
 
+TrackOption = Literal["all", "responses", "known_parties", "email_enabled", "none"]
+TRACK_OPTION_VALUE: dict[str, int] = {"all": 0, "responses": 1, "known_parties": 2, "email_enabled": 3, "none": 4}
+"""`incomingemailfilteringmethod` value of each `track` option."""
+MAX_TRACKED_FOLDERS = 25
+
+
+class RegardingRef(BaseModel):
+    """A regarding record: `{table, id}` or `{table, key: {alternate key column: value}}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    table: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: str | None = None
+    key: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RegardingRef:
+        if (self.id is None) == (not self.key):
+            raise ValueError("give exactly one of `id` or `key`")
+        return self
+
+
+class TrackedFolder(BaseModel):
+    """A tracked folder under the Inbox (path such as inbox/Customers/Fabrikam), with an optional regarding record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str
+    regarding: RegardingRef | None = None
+
+    @property
+    def key(self) -> str:
+        """The normalised path (lower case, no surrounding slashes)."""
+        return self.path.strip("/").lower()
+
+
 class MailboxSettings(BaseModel):
-    """One mailbox and its per-mailbox options (tracking adds more)."""
+    """One mailbox and its per-mailbox options. Tracking options left unset take the `tracking` defaults."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     address: str
     folders: list[str] = Field(default_factory=list)  # extra folders to sync, as paths such as inbox/Customers
+    tracked_folders: list[TrackedFolder] = Field(default_factory=list)  # filled from `folders` entries under the Inbox
+    track: TrackOption | None = None
+    sent_items: bool | None = None
+    category: str | None = Field(None, min_length=1, max_length=255)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_folders(cls, data: Any) -> Any:
+        """`folders` accepts paths or {path, regarding}: all are synced; those under the Inbox are tracked folders."""
+        if not isinstance(data, dict) or "folders" not in data:
+            return data
+        data = dict(data)
+        paths: list[Any] = []
+        rules: list[Any] = list(data.get("tracked_folders") or [])
+        for entry in data.get("folders") or []:
+            spec = {"path": entry} if isinstance(entry, str) else entry
+            if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
+                paths.append(entry)  # let validation report it
+                continue
+            paths.append(spec["path"])
+            if spec["path"].strip("/").lower().startswith("inbox/"):
+                rules.append(spec)
+        if len(rules) > MAX_TRACKED_FOLDERS:
+            raise ValueError(f"{len(rules)} tracked folders; at most {MAX_TRACKED_FOLDERS} per mailbox")
+        data["folders"], data["tracked_folders"] = paths, rules
+        return data
 
     @field_validator("address")
     @classmethod
@@ -44,6 +106,49 @@ class MailboxSettings(BaseModel):
         if "@" not in v:
             raise ValueError(f"{v!r} is not an email address")
         return v.strip()
+
+
+class TokenSettings(BaseModel):
+    """Tracking tokens (`CRM:0001001`): prefix, base number, digits for user numbers and for the counter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    prefix: str = Field("CRM", min_length=1, max_length=20, pattern=r"^[^\s:]+$")
+    previous_prefixes: list[str] = Field(default_factory=list)  # still honoured when parsing subjects
+    base_number: int = Field(0, ge=0, le=2_147_483_647)
+    user_digits: int = Field(3, ge=1, le=10)
+    counter_digits: int = Field(3, ge=1, le=9)
+    max_subject_length: int = Field(255, ge=20, le=800)  # subject + token on the mail server
+
+
+class CorrelationSettings(BaseModel):
+    """Which correlation methods run, in order: headers, token, conversation, smart matching."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    headers: bool = True  # In-Reply-To and References
+    token: bool = True
+    conversation: bool = True  # conversationIndex and Graph conversationId
+    smart_matching: bool = False
+    smart_max_words: int = Field(20, ge=1, le=100)
+    smart_min_addresses: int = Field(2, ge=1, le=20)
+
+
+class TrackingSettings(BaseModel):
+    """Email tracking as server-side sync does it (see docs); `enabled: false` writes every synced message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    track: TrackOption = "responses"  # default of every mailbox
+    sent_items: bool = True
+    category: str = Field("Tracked to Dynamics 365", min_length=1, max_length=255)
+    token: TokenSettings = Field(default_factory=TokenSettings)
+    correlation: CorrelationSettings = Field(default_factory=CorrelationSettings)
+    two_activities_for_internal_mail: bool = True
+    auto_create_contacts: bool = False
+    ignore_auto_replies: bool = True
+    unresolve_on_multiple_match: bool = False  # recipients
+    unresolve_sender_on_multiple_match: bool = False
+    max_attempts: int = Field(5, ge=1, le=50)  # then "<category> (Undeliverable)"
 
 
 class Settings(BaseSettings):
@@ -62,8 +167,8 @@ class Settings(BaseSettings):
     graph_url: str = "https://graph.microsoft.com/v1.0"
     ca_bundle: Path | None = None
     store_url: str = "sqlite:///m365sync.db"
-    mailboxes: Literal["all"] | list[MailboxSettings] = Field(default_factory=list)
-    resources: list[Resource] = Field(default_factory=lambda: list(ALL_RESOURCES))
+    mailboxes: Annotated[Literal["all"] | list[MailboxSettings], NoDecode] = Field(default_factory=list)
+    resources: Annotated[list[Resource], NoDecode] = Field(default_factory=lambda: list(ALL_RESOURCES))
     mail_folders: Literal["default", "all"] = "default"  # default: Inbox, Sent Items and configured folders
     calendar_past_days: int = Field(90, ge=0, le=3650)
     calendar_future_days: int = Field(365, ge=1, le=3650)
@@ -73,10 +178,13 @@ class Settings(BaseSettings):
     max_retries: int = Field(6, ge=0, le=20)
     request_timeout: float = Field(60.0, gt=0)
     mappings_dir: Path | None = None
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @field_validator("mailboxes", mode="before")
     @classmethod
     def _mailboxes(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().startswith(("[", "{")):
+            v = json.loads(v)  # env may carry JSON: M365SYNC_MAILBOXES='[{"address": "a@b.c", "track": "all"}]'
         if isinstance(v, str):
             if v.strip().lower() == "all":
                 return "all"
@@ -88,6 +196,8 @@ class Settings(BaseSettings):
     @field_validator("resources", mode="before")
     @classmethod
     def _resources(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().startswith("["):
+            return json.loads(v)
         if isinstance(v, str):
             return [s.strip() for s in v.split(",") if s.strip()]
         return v
@@ -141,6 +251,8 @@ class Settings(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise SettingsError(describe(exc)) from None
+        except (_SourceError, json.JSONDecodeError) as exc:
+            raise SettingsError(f"cannot read the settings: {exc}") from None
         finally:
             if config is not None:
                 if old is None:
@@ -155,6 +267,10 @@ class Settings(BaseSettings):
                 if mb.address.lower() == address.lower():
                     return mb
         return MailboxSettings(address=address)
+
+    def track_option(self, address: str) -> TrackOption:
+        """The mailbox's `track` option (its own, else the `tracking` default)."""
+        return self.mailbox(address).track or self.tracking.track
 
     def require_credentials(self) -> None:
         """Raise a `SettingsError` naming what is missing for a Graph connection."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+from urllib.parse import quote
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,7 @@ class Emulator:
 
     def add_message(self, user: str, folder: str, message: dict[str, Any]) -> dict[str, Any]:
         """Put a message into `folder` (well-known name, id, or path such as `inbox/Projects`)."""
-        return self.call("POST", f"/_emulator/users/{user}/mailFolders/{folder}/messages", message)  # type: ignore[no-any-return]
+        return self.call("POST", f"/_emulator/users/{user}/mailFolders/{quote(folder, safe='')}/messages", message)  # type: ignore[no-any-return]
 
     def deliver(self, user: str, message: dict[str, Any]) -> dict[str, Any]:
         """Deliver mail from an external sender into the user's Inbox."""

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -107,8 +108,12 @@ class GraphClient:
         return ri
 
     # sending --------------------------------------------------------------------------------
-    async def get(self, request: RequestInformation, *, limiter: asyncio.Semaphore | None = None, stats: CallStats | None = None) -> Page:
-        """Send `request` (retrying transient failures) and parse the JSON body."""
+    async def get(self, request: RequestInformation, *, limiter: asyncio.Semaphore | None = None, stats: CallStats | None = None,
+                  validate: Callable[[dict[str, Any]], None] | None = None) -> Page:
+        """Send `request` (retrying transient failures) and parse the JSON body.
+
+        `validate` may raise `MalformedPageError` for a body of the wrong shape; that is retried too.
+        """
         stats = stats if stats is not None else CallStats()
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
@@ -120,7 +125,10 @@ class GraphClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._once(request, limiter, stats)
+                    page = await self._once(request, limiter, stats)
+                    if validate is not None:
+                        validate(page.data)
+                    return page
         except _Unreachable as exc:
             raise UnreachableError(str(exc)) from None
         raise AssertionError("unreachable")  # pragma: no cover

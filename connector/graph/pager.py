@@ -24,6 +24,17 @@ class DeltaPage:
     size: int
 
 
+def check_page(data: dict[str, Any]) -> None:
+    """Graph's paging contract: a `value` array and exactly one of nextLink / deltaLink (graph-v1.md §2.1)."""
+    nxt, delta = data.get("@odata.nextLink"), data.get("@odata.deltaLink")
+    if nxt and delta:
+        raise MalformedPageError("a delta page carried both @odata.nextLink and @odata.deltaLink")
+    if not nxt and not delta:
+        raise MalformedPageError("a delta page carried neither @odata.nextLink nor @odata.deltaLink")
+    if not isinstance(data.get("value"), list):
+        raise MalformedPageError("a delta page has no 'value' array")
+
+
 class DeltaPager:
     """Yields the pages of one round. It reports links; it never writes state (the caller commits)."""
 
@@ -39,26 +50,20 @@ class DeltaPager:
         """
         request = first if isinstance(first, RequestInformation) else self.client.url_request(first, prefer=self.prefer)
         seen: set[str] = set()
-        fetch: asyncio.Task[Page] | None = asyncio.ensure_future(self.client.get(request, limiter=limiter, stats=stats))
+        fetch: asyncio.Task[Page] | None = asyncio.ensure_future(self.client.get(request, limiter=limiter, stats=stats, validate=check_page))
         try:
             while fetch is not None:
                 page = await fetch
                 fetch = None
                 data = page.data
                 nxt, delta = data.get("@odata.nextLink"), data.get("@odata.deltaLink")
-                if nxt and delta:
-                    raise MalformedPageError("a delta page carried both @odata.nextLink and @odata.deltaLink")
-                if not nxt and not delta:
-                    raise MalformedPageError("a delta page carried neither @odata.nextLink nor @odata.deltaLink")
-                items = data.get("value")
-                if not isinstance(items, list):
-                    raise MalformedPageError("a delta page has no 'value' array")
                 if nxt:
                     if nxt in seen:
                         raise MalformedPageError(f"the nextLink repeated itself: {nxt.split('?')[0]}")
                     seen.add(nxt)
-                    fetch = asyncio.ensure_future(self.client.get(self.client.url_request(nxt, prefer=self.prefer), limiter=limiter, stats=stats))
-                yield DeltaPage(items, nxt, delta, page.size)
+                    following = self.client.url_request(nxt, prefer=self.prefer)
+                    fetch = asyncio.ensure_future(self.client.get(following, limiter=limiter, stats=stats, validate=check_page))
+                yield DeltaPage(data["value"], nxt, delta, page.size)
         finally:
             if fetch is not None and not fetch.done():
                 fetch.cancel()

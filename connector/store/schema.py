@@ -6,7 +6,7 @@ import re
 
 from connector.mapping.schema_data import CHOICE_TYPES, FLOAT_TYPES, INT_TYPES, ColumnInfo, TableInfo
 
-STORE_SCHEMA_VERSION = 2
+STORE_SCHEMA_VERSION = 3
 """Bump with a new entry in ``MIGRATIONS`` whenever the connector tables change."""
 
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -66,6 +66,80 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE sync_state ADD COLUMN round_id TEXT",
         "ALTER TABLE item_link ADD COLUMN seen_round TEXT",
         "CREATE INDEX IF NOT EXISTS ix_item_link_container ON item_link (mailbox, resource, container)",
+    ),
+    # 3: email tracking (connector/tracking): one decision per evaluated message copy, folder
+    # rules keyed by folder id, mailbox alerts, retry attempts, token numbers, smart-matching hashes.
+    3: (
+        """CREATE TABLE IF NOT EXISTS tracking_decision (
+            mailbox TEXT NOT NULL,
+            graph_id TEXT NOT NULL,
+            messageid TEXT,
+            subject TEXT,
+            folder TEXT,
+            tracked INTEGER NOT NULL,
+            tracked_by TEXT,
+            reason TEXT NOT NULL,
+            activityid TEXT,
+            correlationmethod INTEGER,
+            correlated_activityid TEXT,
+            regarding_table TEXT,
+            regarding_id TEXT,
+            regarding_why TEXT,
+            accepting_table TEXT,
+            accepting_id TEXT,
+            parties TEXT,
+            thread TEXT,
+            decided_at TEXT NOT NULL,
+            PRIMARY KEY (mailbox, graph_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_tracking_decision_messageid ON tracking_decision (messageid)",
+        "CREATE INDEX IF NOT EXISTS ix_tracking_decision_activity ON tracking_decision (activityid)",
+        """CREATE TABLE IF NOT EXISTS tracking_folder (
+            mailbox TEXT NOT NULL,
+            folder_id TEXT NOT NULL,
+            rule_path TEXT NOT NULL,
+            current_path TEXT,
+            regarding_table TEXT,
+            regarding_id TEXT,
+            status TEXT NOT NULL DEFAULT 'active',
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (mailbox, folder_id)
+        )""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_tracking_folder_rule ON tracking_folder (mailbox, rule_path)",
+        """CREATE TABLE IF NOT EXISTS tracking_alert (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            mailbox TEXT NOT NULL,
+            level INTEGER NOT NULL,
+            code TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_tracking_alert_mailbox ON tracking_alert (mailbox, code)",
+        """CREATE TABLE IF NOT EXISTS tracking_attempt (
+            mailbox TEXT NOT NULL,
+            graph_id TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_error TEXT,
+            status TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (mailbox, graph_id)
+        )""",
+        """CREATE TABLE IF NOT EXISTS tracking_token_user (
+            address TEXT PRIMARY KEY,
+            number INTEGER NOT NULL UNIQUE,
+            counter INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE IF NOT EXISTS tracking_smart (
+            activityid TEXT PRIMARY KEY,
+            subject_sig INTEGER NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_tracking_smart_sig ON tracking_smart (subject_sig)",
+        """CREATE TABLE IF NOT EXISTS tracking_smart_address (
+            activityid TEXT NOT NULL,
+            address TEXT NOT NULL,
+            PRIMARY KEY (activityid, address)
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_tracking_smart_address ON tracking_smart_address (address)",
     ),
 }
 

@@ -78,6 +78,7 @@ class Discovery:
         self.client = client
         self.settings = settings
         self.prefer = prefer
+        self.pinned: Callable[[str], set[str]] | None = None  # address -> folder ids to sync whatever their path
 
     async def _all_pages(self, request: RequestInformation, limiter: Any, stats: CallStats) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -123,6 +124,8 @@ class Discovery:
                 rel = p.replace(path_of(inbox_id).lower(), "inbox", 1) if p.startswith(path_of(inbox_id).lower()) else p
                 if any(rel == w or rel.startswith(w + "/") or p == w or p.startswith(w + "/") for w in wanted):
                     chosen.add(fid)
+            if self.pinned is not None:
+                chosen |= {fid for fid in self.pinned(address) if fid in by_id}
         out = []
         for fid in sorted(chosen, key=path_of):
             out.append(Container("mail", fid, path_of(fid) or fid, well_known.get(fid), self._message_delta(user, fid)))

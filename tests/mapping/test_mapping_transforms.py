@@ -9,7 +9,6 @@ import pytest
 from connector.mapping import MappingContext, PartyRef
 from connector.mapping import models as m
 from connector.mapping.errors import RecordInvalid
-from connector.mapping.models import MAPPING_FILE_ADAPTER
 from connector.mapping.schema_data import ColumnInfo
 from connector.mapping.transforms import REGISTRY, BuildInfo, Scope
 
@@ -213,7 +212,6 @@ def test_default_party_resolver_and_lookup_resolve_nothing() -> None:
 def test_invertibility_flags() -> None:
     invertible = {n for n, d in REGISTRY.items() if n != "option_map" and d.invertible(None)}
     assert invertible == {"utc_datetime", "date_only", "to_bool", "to_int", "email_address"}
-    om = MAPPING_FILE_ADAPTER  # noqa: F841 - adapter import exercised above
     distinct = m.OptionMap(type="option_map", map={"a": 1, "b": 2})
     clash = m.OptionMap(type="option_map", map={"a": 1, "b": 1})
     assert REGISTRY["option_map"].invertible(distinct) is True

@@ -106,12 +106,12 @@ def test_transactions_do_not_nest(store: SqliteStore) -> None:
 def test_migration_version_and_reopen(tmp_path: Path, mapping_set: MappingSet, ctx: MappingContext) -> None:
     db = tmp_path / "v.db"
     with SqliteStore(db) as s:
-        assert s.schema_version == STORE_SCHEMA_VERSION == 2
+        assert s.schema_version == STORE_SCHEMA_VERSION == 3
         s.upsert_records(email_records(mapping_set, ctx))
     with SqliteStore(db) as s:  # reopening migrates nothing and keeps data
         assert s.count("email") == 1
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == ("3",)
     conn.execute("PRAGMA user_version = 99")
     conn.commit()
     conn.close()
@@ -206,7 +206,7 @@ def test_unknown_column_is_refused(store: SqliteStore) -> None:
         store.upsert_records([Record("nosuch", "t", {})])
 
 
-def test_version_1_database_is_migrated_to_version_2(tmp_path: Path) -> None:
+def test_version_1_database_is_migrated_to_the_current_version(tmp_path: Path) -> None:
     from connector.store.schema import MIGRATIONS
 
     db = tmp_path / "old.db"
@@ -218,7 +218,7 @@ def test_version_1_database_is_migrated_to_version_2(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with SqliteStore(db) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == 3
         cp = s.get_checkpoint("a@b.c", "messages", "f")
         assert cp is not None and cp.delta_link == "dl" and cp.round_id is None
         with s.transaction() as tx:

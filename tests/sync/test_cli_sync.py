@@ -22,7 +22,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 def env_for(emu: Any, db: Path, **extra: str) -> dict[str, str]:
     return {"M365SYNC_TENANT_ID": emu.tenant_id, "M365SYNC_CLIENT_ID": APP_ID, "M365SYNC_CLIENT_SECRET": APP_SECRET,
             "M365SYNC_AUTHORITY_HOST": emu.authority, "M365SYNC_GRAPH_URL": emu.graph_url, "M365SYNC_CA_BUNDLE": emu.ca_bundle,
-            "M365SYNC_STORE_URL": f"sqlite:///{db}", "M365SYNC_MAILBOXES": "all", **extra}
+            "M365SYNC_STORE_URL": f"sqlite:///{db}", "M365SYNC_MAILBOXES": "all", "M365SYNC_TRACKING__ENABLED": "false", **extra}
 
 
 def test_json_report_and_exit_codes(tmp_path: Path, make_emulator: Any) -> None:

@@ -46,7 +46,7 @@ def test_sigkill_mid_round_then_resume(tmp_path: Path, make_emulator: Any) -> No
     config.write_text(yaml.safe_dump({
         "tenant_id": emu.tenant_id, "client_id": APP_ID, "client_secret": APP_SECRET, "authority_host": emu.authority,
         "graph_url": emu.graph_url, "ca_bundle": emu.ca_bundle, "store_url": f"sqlite:///{db}",
-        "mailboxes": ["adele@contoso.com"], "resources": ["mail"], "page_size": PAGE}))
+        "mailboxes": ["adele@contoso.com"], "resources": ["mail"], "page_size": PAGE, "tracking": {"enabled": False}}))
     proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "sync", "--config", str(config), "--json"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     deadline = time.monotonic() + 60

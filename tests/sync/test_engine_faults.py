@@ -1,0 +1,110 @@
+"""Engine behaviour on bad items, bad pages, token rejection and folder churn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import base_scenario
+from tests.emulator.test_mail_delta import messages
+
+
+STRICT_OVERLAY = """\
+version: 1
+kind: MappingOverlay
+name: email
+custom_columns:
+  new_shortsubject: {type: String, max_length: 12}
+columns:
+  new_shortsubject:
+    source: subject
+"""
+
+
+def inbox_scenario(n: int) -> dict[str, Any]:
+    s = base_scenario()
+    s["users"][0]["mailFolders"] = {"inbox": {"messages": messages(n)}}
+    return s
+
+
+def test_an_item_that_fails_validation_is_quarantined_and_the_page_commits(runner_for: Any, tmp_path: Path) -> None:
+    overlays = tmp_path / "mappings"
+    overlays.mkdir()
+    (overlays / "email.yaml").write_text(STRICT_OVERLAY)
+    s = inbox_scenario(3)
+    s["users"][0]["mailFolders"]["inbox"]["messages"].append({"subject": "A subject far too long for the custom column"})
+    r = runner_for(s)
+    rep = r.sync(resources=["mail"], mappings_dir=overlays)
+    mail = next(m for m in rep.mailboxes if m.address == "adele@contoso.com").resource("mail")
+    assert (mail.created, mail.quarantined) == (3, 1)
+    assert rep.ok  # a bad item is not a failed mailbox
+    errors = r.rows("SELECT mailbox, resource, reason FROM sync_error")
+    assert len(errors) == 1 and errors[0][:2] == ("adele@contoso.com", "messages") and "new_shortsubject" in errors[0][2]
+    assert r.rows("SELECT new_shortsubject FROM email WHERE subject = 'Msg 1'") == [("Msg 1",)]
+
+
+def test_a_malformed_page_is_retried_then_fails_only_its_container(runner_for: Any) -> None:
+    r = runner_for(inbox_scenario(4))
+    delta = "/v1.0/users/*/mailFolders/*/messages/delta*"
+    both = {"@odata.nextLink": "https://x/a", "@odata.deltaLink": "https://x/b", "value": []}
+    r.emu.add_fault({"match": {"path": delta, "user": "adele@contoso.com"}, "times": 1, "respond": {"status": 200, "body": both}})
+    rep = r.sync(resources=["mail"])
+    assert rep.ok and rep.totals().retries == 1  # retried once, then the real page
+    r.emu.add_fault({"match": {"path": delta, "user": "bob@contoso.com"}, "respond": {"status": 200, "body": "<html>oops</html>"}})
+    rep = r.sync(resources=["mail"], max_retries=2)
+    bob = next(m for m in rep.mailboxes if m.address == "bob@contoso.com").resource("mail")
+    adele = next(m for m in rep.mailboxes if m.address == "adele@contoso.com").resource("mail")
+    assert not rep.ok and bob.errors and "not JSON" in bob.errors[0] and not adele.errors
+
+
+def test_a_401_triggers_one_token_refresh(runner_for: Any) -> None:
+    r = runner_for(inbox_scenario(3))
+    r.emu.add_fault({"match": {"path": "/v1.0/users/*/mailFolders/*/messages/delta*"}, "times": 1,
+                     "respond": {"status": 401, "code": "InvalidAuthenticationToken", "message": "Access token has expired or is not yet valid."}})
+    rep = r.sync(resources=["mail"])
+    assert rep.ok, rep.to_dict()
+    assert r.rows("SELECT COUNT(*) FROM email") == [(3,)]
+    r.emu.add_fault({"match": {"path": "/v1.0/users/*/mailFolders/*/messages/delta*", "user": "adele@contoso.com"}, "times": 2,
+                     "respond": {"status": 401, "code": "InvalidAuthenticationToken", "message": "nope"}})
+    rep = r.sync(resources=["mail"], full=True)
+    adele = next(m for m in rep.mailboxes if m.address == "adele@contoso.com").resource("mail")
+    assert adele.errors and "after a token refresh" in adele.errors[0]  # the second 401 stands
+
+
+def test_folders_created_renamed_and_deleted_are_followed(runner_for: Any) -> None:
+    r = runner_for(inbox_scenario(2))
+    assert r.sync(resources=["mail"], mail_folders="all").ok
+    fid = r.emu.add_folder("adele@contoso.com", "Escalations", parent="inbox")["id"]
+    r.emu.add_message("adele@contoso.com", "inbox/Escalations", {"subject": "Urgent"})
+    rep = r.sync(resources=["mail"], mail_folders="all")
+    assert rep.ok and r.rows("SELECT COUNT(*) FROM email WHERE subject = 'Urgent'") == [(1,)]
+    assert r.rows("SELECT COUNT(*) FROM sync_state WHERE container = ?", fid) == [(1,)]
+    import httpx
+
+    from tests.conftest import app_token
+
+    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}"}) as c:
+        assert c.patch(f"/users/adele@contoso.com/mailFolders/{fid}", json={"displayName": "Escalated"}).status_code == 200
+        rep = r.sync(resources=["mail"], mail_folders="all")
+        assert rep.ok and rep.totals().created == 0  # a rename changes no record
+        assert c.delete(f"/users/adele@contoso.com/mailFolders/{fid}").status_code == 204
+    rep = r.sync(resources=["mail"], mail_folders="all")
+    assert rep.ok
+    assert r.rows("SELECT COUNT(*) FROM email WHERE subject = 'Urgent'") == [(1,)]  # emails are kept
+
+
+def test_store_matches_the_emulator_truth_field_by_field(runner_for: Any) -> None:
+    import httpx
+
+    from tests.conftest import app_token
+
+    r = runner_for(inbox_scenario(15))
+    assert r.sync(resources=["mail"], page_size=4).ok
+    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}"}) as c:
+        truth = c.get("/users/adele@contoso.com/mailFolders/inbox/messages",
+                      params={"$top": "100", "$select": "subject,internetMessageId,receivedDateTime,conversationIndex"}).json()["value"]
+    stored = {row[1]: row for row in r.rows("SELECT subject, messageid, actualend, conversationindex FROM email")}
+    assert len(stored) == len(truth) == 15
+    for m in truth:
+        subject, _, actualend, cindex = stored[m["internetMessageId"]]
+        assert (subject, actualend, cindex) == (m["subject"], m["receivedDateTime"], m["conversationIndex"])

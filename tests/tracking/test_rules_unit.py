@@ -1,0 +1,174 @@
+"""Pure tracking logic: tokens, auto-reply detection, subject words, names, settings, party resolution, reference files."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from connector.errors import SettingsError
+from connector.settings import Settings
+from connector.store.sqlite import SqliteStore
+from connector.tracking import signals
+from connector.tracking.parties import Candidate, PartyIndex
+from connector.tracking.reference import ReferenceFileError, import_records
+from connector.tracking.tokens import TokenFormat
+
+
+# tokens ------------------------------------------------------------------------------------------
+def test_token_format_matches_the_documented_shape_and_wraps() -> None:
+    fmt = TokenFormat()
+    assert fmt.make(1, 1) == "CRM:0001001"
+    assert fmt.make(1, 999) == "CRM:0001999" and fmt.make(1, 1000) == "CRM:0001000"  # counter wraps 999 -> 000
+    assert TokenFormat(base_number=500).make(1, 7) == "CRM:0501007"  # base offsets user numbers
+    assert TokenFormat(prefix="CASE", user_digits=2, counter_digits=4).make(3, 12) == "CASE:0030012"
+
+
+def test_parsing_honours_every_prefix_ever_used() -> None:
+    fmt = TokenFormat(prefix="NEW", previous_prefixes=("CRM",))
+    assert fmt.find("RE: Quote CRM:0001001") == "CRM:0001001"
+    assert fmt.find("Re: status new:0002003") == "NEW:0002003"
+    assert fmt.find("Invoice XCRM:0001001 and CRM:01") is None  # part of a word; too short
+    assert TokenFormat().find("Mail about OLD:0001001") is None
+
+
+def test_subject_plus_token_is_capped_by_cutting_the_subject() -> None:
+    fmt = TokenFormat()
+    long = "x" * 300
+    out = fmt.apply(long, "CRM:0001001")
+    assert len(out) == 255 and out.endswith(" CRM:0001001")
+    assert fmt.apply("RE: Hello CRM:0001001", "CRM:0001002") == "RE: Hello CRM:0001002"  # one token only
+    assert TokenFormat(enabled=False).apply("Hello", "CRM:0001001") == "Hello"  # tokens can be turned off
+    assert TokenFormat(max_subject_length=20).apply("Hello", "CRM:" + "9" * 30) == "Hello"  # token longer than the cap: dropped
+
+
+# signals -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("headers", "subject", "auto"), [
+    ({"auto-submitted": "auto-replied"}, "Anything", True),
+    ({"auto-submitted": "no"}, "Lunch", False),
+    ({"x-auto-response-suppress": "All"}, "Anything", True),
+    ({}, "Automatic reply: Project Atlas", True),
+    ({}, "Out of Office: back Monday", True),
+    ({}, "Abwesenheitsnotiz: Urlaub", True),
+    ({}, "RE: Out of office planning for the team", False),
+    ({}, "Office move", False),
+])
+def test_auto_replies_are_recognised(headers: dict[str, str], subject: str, auto: bool) -> None:
+    assert (signals.auto_reply_reason(headers, subject) is not None) is auto
+
+
+def test_subject_words_ignore_reply_prefixes_and_count_twenty() -> None:
+    assert signals.subject_words("RE: FW: AW: Budget  for Q3") == ["budget", "for", "q3"]
+    assert signals.subject_signature("RE: Budget for Q3") == signals.subject_signature("fw:budget FOR q3")
+    assert signals.subject_signature("Budget for Q3") != signals.subject_signature("Budget for Q4")
+    many = " ".join(f"w{i}" for i in range(30))
+    assert len(signals.subject_words(many)) == 20
+    assert signals.subject_signature(many) == signals.subject_signature(many + " extra words after twenty")
+
+
+def test_conversation_hash_uses_the_thread_header_only() -> None:
+    root = bytes(range(22))
+    child = root + b"\x01\x02\x03\x04\x05"
+    h = signals.base_conversation_hash(base64.b64encode(root).decode())
+    assert h is not None and h == signals.base_conversation_hash(base64.b64encode(child).decode())
+    assert signals.base_conversation_hash("AQID") is None and signals.base_conversation_hash(None) is None
+
+
+def test_names_are_parsed_from_display_names() -> None:
+    assert signals.split_name("Naidoo, Chris", "x@y") == ("Chris", "Naidoo")
+    assert signals.split_name("Mary Jo Berry", "x@y") == ("Mary Jo", "Berry")
+    assert signals.split_name(None, "pat.coleman@northwind.com") == ("Pat", "Coleman")
+
+
+# settings ----------------------------------------------------------------------------------------
+def test_folders_accept_paths_and_objects_and_are_capped_at_25() -> None:
+    s = Settings.load(None, mailboxes=[{"address": "a@contoso.com", "track": "all", "folders": [
+        "inbox/Rules", {"path": "inbox/Customers/Fabrikam", "regarding": {"table": "account", "key": {"accountnumber": "F-100"}}}, "Archive"]}])
+    mb = s.mailbox("a@contoso.com")
+    assert mb.folders == ["inbox/Rules", "inbox/Customers/Fabrikam", "Archive"]  # all synced
+    assert [f.key for f in mb.tracked_folders] == ["inbox/rules", "inbox/customers/fabrikam"]  # only those under the Inbox are tracked
+    assert s.track_option("a@contoso.com") == "all" and s.track_option("other@contoso.com") == "responses"
+    with pytest.raises(SettingsError, match="at most 25"):
+        Settings.load(None, mailboxes=[{"address": "a@contoso.com", "folders": [f"inbox/f{i}" for i in range(26)]}])
+    with pytest.raises(SettingsError, match="exactly one"):
+        Settings.load(None, mailboxes=[{"address": "a@contoso.com", "folders": [{"path": "inbox/x", "regarding": {"table": "account"}}]}])
+    with pytest.raises(SettingsError):
+        Settings.load(None, tracking={"token": {"prefix": "X" * 21}})
+
+
+# parties -----------------------------------------------------------------------------------------
+def _index(*cands: tuple[str, Candidate]) -> PartyIndex:
+    idx = PartyIndex()
+    for addr, c in cands:
+        idx.add(addr, c)
+    return idx
+
+
+def test_sender_takes_the_first_active_match_owner_first() -> None:
+    idx = _index(("a@x.com", Candidate(2, "account", "acc", True, "u1", "emailaddress1")),
+                 ("a@x.com", Candidate(1, "contact", "c-other", True, "u2", "emailaddress1")),
+                 ("a@x.com", Candidate(1, "contact", "c-gone", False, "u1", "emailaddress1")))
+    assert idx.sender("a@x.com", None).refs[0].id == "c-other"  # contact before account
+    r = idx.sender("A@X.com", "u1")
+    assert r.refs[0].id == "acc" and "owned by the mailbox owner" in r.why  # the owner's record first; inactive skipped
+    assert idx.sender("a@x.com", None, unresolve_multiple=True).refs == []
+    assert idx.sender("nobody@x.com", None).refs == []
+
+
+def test_more_than_100_sender_matches_stay_unresolved_and_recipients_get_all() -> None:
+    idx = _index(*[("dup@x.com", Candidate(1, "contact", f"c{i}", True, None, "emailaddress1")) for i in range(101)])
+    assert idx.sender("dup@x.com", None).refs == [] and "more than 100" in idx.sender("dup@x.com", None).why
+    assert len(idx.recipient("dup@x.com").refs) == 101
+    assert idx.recipient("dup@x.com", unresolve_multiple=True).refs == []
+    only_inactive = _index(("old@x.com", Candidate(1, "contact", "c", False, None, "emailaddress1")))
+    assert only_inactive.recipient("old@x.com").refs == [] and "inactive" in only_inactive.recipient("old@x.com").why
+
+
+def test_aliases_resolve_to_the_user_of_the_primary_address(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "p.db")
+    import_records(store, [_write(tmp_path / "org.yaml", "systemuser:\n  - {systemuserid: u-1, internalemailaddress: adele@contoso.com}\n"
+                                  "queue:\n  - {queueid: q-1, name: Sales, emailaddress: sales@contoso.com}\n")])
+    users = [{"mail": "adele@contoso.com", "userPrincipalName": "adele@contoso.com", "proxyAddresses": ["SMTP:adele@contoso.com", "smtp:adele.vance@contoso.com"]},
+             {"mail": "sales@contoso.com", "proxyAddresses": ["SMTP:sales@contoso.com", "smtp:orders@contoso.com"]},
+             {"mail": "bob@contoso.com", "proxyAddresses": ["smtp:robert@contoso.com"]}]
+    idx = PartyIndex.load(store.query, {t: store.columns(t) for t in store.tables}, users)
+    assert [(r.table, r.id) for r in idx.recipient("Adele.Vance@contoso.com").refs] == [("systemuser", "u-1")]
+    assert idx.mailbox("orders@contoso.com").table == "queue" and idx.mailbox("orders@contoso.com").id == "q-1"
+    bob = idx.mailbox("robert@contoso.com")
+    assert bob is not None and bob.id is None and bob.address == "bob@contoso.com"  # a tenant user with no systemuser row
+    assert idx.user_of["adele@contoso.com"] == "u-1"
+
+
+# reference files -----------------------------------------------------------------------------------
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_reference_files_yaml_json_csv(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "r.db")
+    counts = import_records(store, [
+        _write(tmp_path / "a.yaml", "account:\n  - {name: Fabrikam, accountnumber: F-100, emailaddress1: info@fabrikam.com}\n"),
+        _write(tmp_path / "b.json", '{"lead": [{"lastname": "Akers", "subject": "Field service", "emailaddress1": "kim@partner.com"}]}'),
+        _write(tmp_path / "contact.csv", "firstname,lastname,emailaddress1,statecode\nChris,Naidoo,chris@fabrikam.com,1\n"),
+    ])
+    assert counts == {"account": 1, "lead": 1, "contact": 1}
+    assert store.lookup("account", "accountnumber", "F-100") is not None
+    cid = store.lookup("contact", "emailaddress1", "chris@fabrikam.com")
+    assert cid and store.get("contact", cid)["statecode"] == 1 and store.get("contact", cid)["fullname"] == "Chris Naidoo"
+    again = import_records(store, [tmp_path / "contact.csv"])  # stable keys: re-import updates in place
+    assert again == {"contact": 1} and store.count("contact") == 1
+    with pytest.raises(ReferenceFileError, match="no column"):
+        import_records(store, [_write(tmp_path / "bad.yaml", "account:\n  - {nosuch: 1}\n")])
+    with pytest.raises(ReferenceFileError, match="unknown table"):
+        import_records(store, [_write(tmp_path / "bad2.yaml", "nosuch:\n  - {a: 1}\n")])
+
+
+def test_demo_records_match_the_demo_tenant(tmp_path: Path) -> None:
+    from connector.tracking.demo import prepare_demo
+
+    store = SqliteStore(tmp_path / "d.db")
+    counts = prepare_demo(store)
+    assert counts["account"] >= 4 and counts["contact"] >= 6 and counts["systemuser"] >= 5 and counts["queue"] == 1
+    assert store.lookup("account", "accountnumber", "F-100") and store.lookup("contact", "emailaddress1", "chris.naidoo@fabrikam.com")

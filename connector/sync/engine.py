@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import AuthError, ConnectorError, DeltaResetRequired, GraphError, MalformedPageError, UnreachableError
 from ..graph.auth import TokenProvider, credential_factory
@@ -25,6 +25,7 @@ from ..graph.pager import DeltaPage, DeltaPager
 from ..mapping import MappingContext, MappingSet, Record, RecordInvalid, load_mapping_set
 from ..settings import ALL_RESOURCES, Settings
 from ..store.sqlite import SqliteStore
+from .hooks import MailHook
 from .report import MailboxReport, ResourceReport, SyncReport
 from .resources import Container, Discovery
 
@@ -53,29 +54,6 @@ class _Mailbox:
     limiter: asyncio.Semaphore
 
 
-class MailHook(Protocol):
-    """What the engine asks about each mapped message before writing it (email tracking plugs in here)."""
-
-    async def begin_run(self, client: GraphClient) -> None:
-        """Called once per `sync_once`, before any mailbox (e.g. to load the tenant's aliases)."""
-
-    def evaluate(self, tx: Any, mailbox: str, user_id: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
-        """The records to write for one message: `records` as mapped, changed, or [] to write nothing."""
-
-
-class TrackAll:
-    """The default hook: every synced message is written as mapped."""
-
-    reads_store = False  # so the engine may write a whole page in one batch
-
-    async def begin_run(self, client: GraphClient) -> None:
-        """Nothing to prepare."""
-
-    def evaluate(self, tx: Any, mailbox: str, user_id: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
-        """Keep the records unchanged."""
-        return records
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -85,13 +63,13 @@ class SyncEngine:
 
     def __init__(self, settings: Settings, client: GraphClient, store: SqliteStore, mappings: MappingSet, *, mail_hook: MailHook | None = None) -> None:
         self.settings = settings
-        self.mail_hook: MailHook = mail_hook or TrackAll()
+        self.mail_hook: MailHook = mail_hook or MailHook()
         self.client = client
         self.store = store
         self.mappings = mappings
         self.prefer = [f"odata.maxpagesize={settings.page_size}", 'IdType="ImmutableId"']
         self.discovery = Discovery(client, settings, self.prefer)
-        self.discovery.pinned = getattr(self.mail_hook, "pinned_folders", None)  # tracked folders, by id (rename-safe)
+        self.discovery.pinned = self.mail_hook.pinned_folders  # tracked folders, by id (rename-safe)
         self.pager = DeltaPager(client, self.prefer)
         self.policies = {cm.target: cm.delete_policy for cm in mappings.mappings.values()}
         store.ensure_tables(mappings.tables)
@@ -190,9 +168,8 @@ class SyncEngine:
             rrep.containers = len(containers)
             tasks.extend(self._sync_container(mb, c, rrep, full, progress) for c in containers)
         await asyncio.gather(*tasks)
-        after = getattr(self.mail_hook, "after_mailbox", None)
-        if after is not None and "mail" in resources:
-            await after(self.client, mb.address, mb.user_id, mb.limiter)  # Graph actions outside page transactions
+        if "mail" in resources:
+            await self.mail_hook.after_mailbox(self.client, mb.address, mb.user_id, mb.limiter)  # Graph actions outside page transactions
         return rep
 
     async def _discover(self, mb: _Mailbox, resource: str, rrep: ResourceReport) -> list[Container]:
@@ -200,9 +177,7 @@ class SyncEngine:
         try:
             if resource == "mail":
                 found = await self.discovery.mail(mb.user_id, mb.limiter, stats, mb.address)
-                seen = getattr(self.mail_hook, "discovered", None)
-                if seen is not None:
-                    seen(mb.address, found)  # tracking binds folder rules to folder ids
+                self.mail_hook.discovered(mb.address, found)  # tracking binds folder rules to folder ids
                 return found
             if resource == "calendar":
                 return self.discovery.calendar(mb.user_id)
@@ -283,10 +258,12 @@ class SyncEngine:
         hook = self.mail_hook if c.resource == "mail" else None
         # A hook that reads the store (tracking correlates against earlier emails) sees each message
         # written before the next is evaluated; otherwise the page is written in one batch.
-        per_item = hook is not None and getattr(hook, "reads_store", True)
+        per_item = hook is not None and hook.reads_store
         pending: list[Record] = []
         link_rows: list[tuple[str, str, str, str | None]] = []
         with self.store.transaction() as tx:
+            if hook is not None:
+                hook.prepare_page(tx, mb.address, c, [item for _, item, _ in mapped])
             for gid, item, records in mapped:
                 if hook is not None:
                     records = hook.evaluate(tx, mb.address, mb.user_id, c, item, records)
@@ -314,15 +291,13 @@ class SyncEngine:
                     rrep.deleted += 1
                 tx.mark_link_deleted(mb.address, c.kind, gid)
                 written += 1
-            failed = getattr(self.mail_hook, "failed", None) if c.resource == "mail" else None
             for gid, reason, item in quarantined:
                 tx.quarantine(mb.address, c.kind, gid, reason, item)
                 rrep.quarantined += 1
-                if failed is not None:
-                    failed(tx, mb.address, c, gid, reason, item)
-            page_done = getattr(self.mail_hook, "page_done", None) if c.resource == "mail" else None
-            if page_done is not None:
-                page_done(tx)  # the hook's buffered rows (tracking decisions), in this page's transaction
+                if hook is not None:
+                    hook.failed(tx, mb.address, c, gid, reason, item)
+            if hook is not None:
+                hook.page_done(tx)  # the hook's buffered rows (tracking decisions), in this page's transaction
             if page.delta_link and round_id is not None:
                 for link in self.store.unseen_links(mb.address, c.kind, c.container, round_id):
                     if self._remove(tx, c, link.table, link.record_key):
@@ -351,4 +326,4 @@ class SyncEngine:
         return str(end) >= lo and str(start) <= hi
 
 
-__all__ = ["ProgressEvent", "SyncEngine"]
+__all__ = ["MailHook", "ProgressEvent", "SyncEngine"]

@@ -32,6 +32,7 @@ from typing import Any
 from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
 from ..store.sqlite import SqliteStore
+from ..sync.hooks import MailHook
 from ..sync.resources import Container
 from . import signals
 from .parties import CUSTOMER_TABLES, PartyIndex, Resolution
@@ -96,8 +97,10 @@ class Correlation:
     detail: str = ""
 
 
-class Tracker:
+class Tracker(MailHook):
     """The `MailHook` implementing email tracking. Build it with `Tracker.from_settings(settings, store)`."""
+
+    reads_store = True  # correlation looks up emails written for earlier messages of the same page
 
     def __init__(self, settings: Settings, store: SqliteStore, *, mappings: Any = None) -> None:
         self.settings = settings

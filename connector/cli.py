@@ -152,8 +152,10 @@ def demo(
     store: Annotated[str, typer.Option(help="Where the records go.")] = "sqlite:///m365sync-demo.db",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Start the emulator with the demo tenant and sync all of it into SQLite."""
+    """Start the emulator with the demo tenant, load the demo CRM records, and sync everything into SQLite."""
     from .settings import Settings
+    from .store.sqlite import SqliteStore
+    from .tracking.demo import demo_settings, prepare_demo
 
     emu = _load(scenario)
     app_spec = next((a for a in emu.scenario.apps if a.client_secret and not a.mailboxes and "Mail.ReadWrite" in a.permissions), None)
@@ -163,12 +165,43 @@ def demo(
     db = Path(store.removeprefix("sqlite:///"))
     for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         stale.unlink(missing_ok=True)  # a new emulator mints new links, so the old checkpoints mean nothing
+    console = Console()
     with emu:
         settings = Settings.load(None, tenant_id=emu.tenant_id, client_id=app_spec.client_id, client_secret=app_spec.client_secret,
-                                 authority_host=emu.authority, graph_url=emu.graph_url, ca_bundle=emu.ca_bundle, store_url=store, mailboxes="all")
+                                 authority_host=emu.authority, graph_url=emu.graph_url, ca_bundle=emu.ca_bundle, store_url=store,
+                                 **demo_settings())
+        with SqliteStore(store) as st:
+            loaded = prepare_demo(st)
         if not as_json:
-            Console().print(f"Emulated tenant [bold]{emu.scenario.tenant.domain}[/bold] at {emu.graph_url}; syncing into {store}")
+            console.print(f"Emulated tenant [bold]{emu.scenario.tenant.domain}[/bold] at {emu.graph_url}; syncing into {store}")
+            console.print("CRM reference records loaded: " + ", ".join(f"{n} {t}" for t, n in loaded.items()))
         _run_sync(settings, None, None, False, as_json)
+    if not as_json:
+        _print_tracked(store, console)
+
+
+def _print_tracked(store: str, console: Console) -> None:
+    """The demo's punchline: tracked emails and the customer records they were linked to, and why."""
+    from rich.table import Table
+
+    from .store.sqlite import SqliteStore
+
+    with SqliteStore(store) as st:
+        rows = st.query(
+            "SELECT e.subject, COALESCE(a.name, c.fullname, e.regardingobjecttypecode), e.correlationmethod, "
+            "(SELECT reason FROM tracking_decision d WHERE d.activityid = e.activityid LIMIT 1) "
+            "FROM email e LEFT JOIN account a ON a.accountid = e.regardingobjectid "
+            "LEFT JOIN contact c ON c.contactid = e.regardingobjectid "
+            "WHERE e.regardingobjectid IS NOT NULL ORDER BY e.senton LIMIT 12")
+        tracked = st.query("SELECT COUNT(*) FROM email")[0][0]
+        skipped = st.query("SELECT COUNT(*) FROM tracking_decision WHERE tracked = 0")[0][0]
+    table = Table(title=f"{tracked} emails tracked, {skipped} evaluated and not tracked (m365sync explain <subject> says why)",
+                  title_justify="left", box=None)
+    for col in ("subject", "regarding", "how"):
+        table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=40 if col != "how" else 30)
+    for subject, regarding, method, reason in rows:
+        table.add_row(subject or "", str(regarding), reason or f"correlationmethod {method}")
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from rich.console import Console
 
 from .yamlfile import YamlFileError
 
-app = typer.Typer(help="Microsoft 365 -> Dataverse-style records, with an offline Microsoft 365 emulator.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Microsoft 365 -> Dataverse-style records, with an offline Microsoft 365 emulator.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_show_locals=False)
 emulator_app = typer.Typer(help="Run the offline Microsoft 365 (Graph + identity) emulator.", no_args_is_help=True)
 app.add_typer(emulator_app, name="emulator")
 err = Console(stderr=True)
@@ -144,6 +145,35 @@ def sync(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     _run_sync(settings, mailbox, resource, full, as_json)
+
+
+@app.command("permissions")
+def permissions(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML settings file (else M365SYNC_CONFIG).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for onboarding scripts.")] = False,
+) -> None:
+    """List the Graph application permissions the configuration needs (for app registration and admin consent)."""
+    from .errors import SettingsError
+    from .permissions import required_permissions
+    from .settings import Settings
+
+    try:
+        needed = required_permissions(Settings.load(config))
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"resource_app_id": "00000003-0000-0000-c000-000000000000", "type": "Role",
+                               "permissions": sorted({p.name for p in needed})}))
+        return
+    from rich.table import Table
+
+    table = Table(title="Microsoft Graph application permissions (admin consent required)", title_justify="left")
+    for col in ("permission", "for", "why"):
+        table.add_column(col)
+    for p in needed:
+        table.add_row(p.name, p.feature, p.why)
+    Console().print(table)
 
 
 @app.command("demo")

@@ -235,6 +235,42 @@ class Emulator:
         """Create a mail folder."""
         return self.call("POST", f"/_emulator/users/{user}/mailFolders", {"displayName": display_name, "parent": parent})  # type: ignore[no-any-return]
 
+    def add_event(self, user: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Create an event in the user's calendar (Graph event JSON; `recurrence` makes a series)."""
+        return self.call("POST", f"/_emulator/users/{user}/events", event)  # type: ignore[no-any-return]
+
+    def update_event(self, user: str, event_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Change an event or one occurrence (which then becomes an exception)."""
+        return self.call("PATCH", f"/_emulator/users/{user}/events/{event_id}", patch)  # type: ignore[no-any-return]
+
+    def delete_event(self, user: str, event_id: str) -> None:
+        """Delete an event, or cancel one occurrence of a series."""
+        self.call("DELETE", f"/_emulator/users/{user}/events/{event_id}")
+
+    def add_contact(self, user: str, contact: dict[str, Any]) -> dict[str, Any]:
+        """Create a contact (a `folder` key picks a contact folder by name)."""
+        return self.call("POST", f"/_emulator/users/{user}/contacts", contact)  # type: ignore[no-any-return]
+
+    def update_contact(self, user: str, contact_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Change a contact."""
+        return self.call("PATCH", f"/_emulator/users/{user}/contacts/{contact_id}", patch)  # type: ignore[no-any-return]
+
+    def delete_contact(self, user: str, contact_id: str) -> None:
+        """Delete a contact."""
+        self.call("DELETE", f"/_emulator/users/{user}/contacts/{contact_id}")
+
+    def add_task(self, user: str, todo_list: str, task: dict[str, Any]) -> dict[str, Any]:
+        """Create a To Do task in a list given by id or display name."""
+        return self.call("POST", f"/_emulator/users/{user}/todo/lists/{quote(todo_list, safe='')}/tasks", task)  # type: ignore[no-any-return]
+
+    def update_task(self, user: str, todo_list: str, task_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Change a To Do task."""
+        return self.call("PATCH", f"/_emulator/users/{user}/todo/lists/{quote(todo_list, safe='')}/tasks/{task_id}", patch)  # type: ignore[no-any-return]
+
+    def delete_task(self, user: str, todo_list: str, task_id: str) -> None:
+        """Delete a To Do task."""
+        self.call("DELETE", f"/_emulator/users/{user}/todo/lists/{quote(todo_list, safe='')}/tasks/{task_id}")
+
     def evict_sync_state(self, user: str) -> int:
         """Forget every delta token of a mailbox; the next use of one gets 410."""
         return int(self.call("POST", f"/_emulator/users/{user}/evict-sync-state")["evicted"])

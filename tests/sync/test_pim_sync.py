@@ -54,14 +54,14 @@ def test_calendar_round_then_changes(runner_for: Any) -> None:
     events = r.emu.call("GET", "/_emulator/requests")  # the engine went through calendarView/delta
     assert any("calendarView/delta" in e["path"] for e in events["value"])
     kick = _event_id(r, "Kick-off")
-    r.emu.call("PATCH", f"/_emulator/users/adele@contoso.com/events/{kick}", {"subject": "Kick-off (moved)"})
-    r.emu.call("POST", "/_emulator/users/adele@contoso.com/events", {"subject": "New meeting", "start": {"dateTime": _day(5), "timeZone": "UTC"},
-                                                                    "end": {"dateTime": _day(5, 10), "timeZone": "UTC"}})
+    r.emu.update_event("adele@contoso.com", kick, {"subject": "Kick-off (moved)"})
+    r.emu.add_event("adele@contoso.com", {"subject": "New meeting", "start": {"dateTime": _day(5), "timeZone": "UTC"},
+                                          "end": {"dateTime": _day(5, 10), "timeZone": "UTC"}})
     rep = r.sync(resources=["calendar"])
     cal = report_of(rep, "calendar")
     assert rep.ok and (cal.created, cal.updated) == (1, 1)
     assert count(r, "appointment", "subject = 'Kick-off (moved)'") == 1
-    r.emu.call("DELETE", f"/_emulator/users/adele@contoso.com/events/{kick}")
+    r.emu.delete_event("adele@contoso.com", kick)
     rep = r.sync(resources=["calendar"])
     assert report_of(rep, "calendar").deleted == 1
     canceled = r.rows("SELECT statecode FROM appointment WHERE subject = 'Kick-off (moved)'")
@@ -84,13 +84,13 @@ def test_contacts_in_every_folder_then_deactivation(runner_for: Any) -> None:
     assert rep.ok, rep.to_dict()
     assert count(r, "contact") == 3 and report_of(rep, "contacts").containers == 2
     assert r.rows("SELECT emailaddress1 FROM contact WHERE lastname = 'Swope'") == [("dana@fabrikam.com",)]
-    cid = r.emu.call("POST", "/_emulator/users/adele@contoso.com/contacts", {"givenName": "New", "surname": "Person"})["id"]
+    cid = r.emu.add_contact("adele@contoso.com", {"givenName": "New", "surname": "Person"})["id"]
     rep = r.sync(resources=["contacts"])
     assert report_of(rep, "contacts").created == 1
-    r.emu.call("PATCH", f"/_emulator/users/adele@contoso.com/contacts/{cid}", {"jobTitle": "CFO"})
+    r.emu.update_contact("adele@contoso.com", cid, {"jobTitle": "CFO"})
     rep = r.sync(resources=["contacts"])
     assert report_of(rep, "contacts").updated == 1 and r.rows("SELECT jobtitle FROM contact WHERE lastname = 'Person'") == [("CFO",)]
-    r.emu.call("DELETE", f"/_emulator/users/adele@contoso.com/contacts/{cid}")
+    r.emu.delete_contact("adele@contoso.com", cid)
     rep = r.sync(resources=["contacts"])
     assert report_of(rep, "contacts").deleted == 1
     assert r.rows("SELECT statecode FROM contact WHERE lastname = 'Person'") == [(1,)]  # Inactive
@@ -101,13 +101,13 @@ def test_tasks_per_list_then_delete(runner_for: Any) -> None:
     rep = r.sync(resources=["tasks"])
     assert rep.ok, rep.to_dict()
     assert count(r, "task") == 3 and report_of(rep, "tasks").containers == 2
-    tid = r.emu.call("POST", "/_emulator/users/adele@contoso.com/todo/lists/Renewals/tasks", {"title": "Renew Adatum"})["id"]
+    tid = r.emu.add_task("adele@contoso.com", "Renewals", {"title": "Renew Adatum"})["id"]
     r.sync(resources=["tasks"])
     assert count(r, "task", "subject = 'Renew Adatum'") == 1
-    r.emu.call("PATCH", f"/_emulator/users/adele@contoso.com/todo/lists/Renewals/tasks/{tid}", {"status": "completed"})
+    r.emu.update_task("adele@contoso.com", "Renewals", tid, {"status": "completed"})
     r.sync(resources=["tasks"])
     assert r.rows("SELECT statecode, percentcomplete FROM task WHERE subject = 'Renew Adatum'") == [(1, 100)]
-    r.emu.call("DELETE", f"/_emulator/users/adele@contoso.com/todo/lists/Renewals/tasks/{tid}")
+    r.emu.delete_task("adele@contoso.com", "Renewals", tid)
     rep = r.sync(resources=["tasks"])
     assert report_of(rep, "tasks").deleted == 1 and count(r, "task", "subject = 'Renew Adatum'") == 0  # tasks are deleted
 

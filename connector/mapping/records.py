@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One Dataverse-style row: target table logical name, primary key and column values.
+
+    A NamedTuple rather than a frozen dataclass: mapping makes several per item (the activity and
+    its parties), and a tuple is built about three times faster.
 
     ``values`` uses Dataverse logical column names and JSON-friendly values
     (str, int, float, bool, None; datetimes as ``YYYY-MM-DDTHH:MM:SSZ``).

@@ -44,7 +44,8 @@ class LiveProgress:
         counts[0] += ev.items
         counts[1] += ev.pages
         elapsed = max(1e-6, time.perf_counter() - self._started[key])
-        fields = {"items": counts[0], "pages": counts[1], "rate": f"{counts[0] / elapsed:,.0f}"}
+        rate = f"{counts[0] / elapsed:,.0f}" if elapsed >= 0.25 else "-"  # a first page alone says nothing about a rate
+        fields = {"items": counts[0], "pages": counts[1], "rate": rate}
         if ev.error:
             fields["error"] = ev.error[:60]
         self.progress.update(self._tasks[key], **fields)

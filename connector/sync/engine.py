@@ -260,6 +260,7 @@ class SyncEngine:
         # written before the next is evaluated; otherwise the page is written in one batch.
         per_item = hook is not None and hook.reads_store
         pending: list[Record] = []
+        batched: set[tuple[str, str]] = set()  # (table, key) of the hook's records in `pending`
         link_rows: list[tuple[str, str, str, str | None]] = []
         with self.store.transaction() as tx:
             if hook is not None:
@@ -272,6 +273,14 @@ class SyncEngine:
                 if per_item:
                     tx.upsert_records(records)
                 else:
+                    if hook is not None:
+                        # two messages of the page writing the same record (copies of one Message-ID): the earlier one is written
+                        # first, so the batch ends as writing each message in turn would
+                        rk = (records[0].table, records[0].key)
+                        if rk in batched:
+                            tx.upsert_records(pending)
+                            pending, batched = [], set()
+                        batched.add(rk)
                     pending.extend(records)
                 link_rows.append((gid, records[0].table, records[0].key, item.get("changeKey")))
                 link = links.get(gid)

@@ -10,6 +10,8 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from ..mapping.keys import uuid5_str
+
 # HashFilterKeywords' default (server-side-sync.md §2.6) strips leading `word:` prefixes: RE:, FW:, AW:, SV: ...
 SUBJECT_PREFIX = re.compile(r"^[\s]*([\w]+\s?:[\s]*)+")
 _WORD = re.compile(r"\w+")
@@ -21,6 +23,7 @@ OOF_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 CONVERSATION_NAMESPACE = uuid.UUID("6f1d9a4e-3c2b-4e8f-9a7d-5b0c1e2f3a4b")
+_CONVERSATION_NS = CONVERSATION_NAMESPACE.bytes
 CONVERSATION_HEADER_BYTES = 22  # the thread header of a conversationIndex; replies append 5-byte blocks
 
 
@@ -90,7 +93,7 @@ def conversation_tracking_id(conversation_id: str | None) -> str | None:
     """`conversationtrackingid`: a stable GUID for a Graph conversationId."""
     if not conversation_id:
         return None
-    return str(uuid.uuid5(CONVERSATION_NAMESPACE, conversation_id))
+    return uuid5_str(_CONVERSATION_NS, conversation_id)
 
 
 def addresses(item: dict[str, Any], *fields: str) -> list[str]:

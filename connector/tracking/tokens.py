@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..settings import TokenSettings
 
@@ -26,7 +27,7 @@ class TokenFormat:
         """The format the `tracking.token` settings describe."""
         return cls(s.prefix, tuple(s.previous_prefixes), s.base_number, s.user_digits, s.counter_digits, s.max_subject_length, s.enabled)
 
-    @property
+    @cached_property
     def prefixes(self) -> tuple[str, ...]:
         """Every prefix the deployment has used (parsing honours all of them)."""
         seen: dict[str, None] = {self.prefix: None}
@@ -34,7 +35,7 @@ class TokenFormat:
             seen.setdefault(p, None)
         return tuple(seen)
 
-    @property
+    @cached_property
     def pattern(self) -> re.Pattern[str]:
         """Matches a token anywhere in a subject: group 1 is the prefix, group 2 the digits."""
         alts = "|".join(re.escape(p) for p in sorted(self.prefixes, key=len, reverse=True))

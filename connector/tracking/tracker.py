@@ -20,15 +20,19 @@ earlier tracked mail, resolves its parties, sets the regarding record, and write
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
 from functools import lru_cache
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
+from ..mapping.keys import uuid5_str
 from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
 from ..store.sqlite import SqliteStore
@@ -48,14 +52,45 @@ NONE, SKIPPED, IN_REPLY_TO, TOKEN, CONVERSATION_INDEX, SMART = 0, 1, 3, 4, 5, 6
 METHOD_NAME = {0: "None", 1: "Skipped", 2: "XHeader", 3: "InReplyTo", 4: "TrackingToken", 5: "ConversationIndex", 6: "SmartMatching", 7: "CustomCorrelation"}
 
 PARTY_NAMESPACE = uuid.UUID("5d8f0c1e-2b3a-4e9d-8f7a-6c5b4a392817")
+_PARTY_NS = PARTY_NAMESPACE.bytes
 MAILBOX_NAMESPACE = uuid.UUID("9e2d4c6b-8a1f-4b3e-9d7c-5a6b4c3d2e1f")
 CONTACT_NAMESPACE = uuid.UUID("3a9b8c7d-6e5f-4a1b-9c2d-8e7f6a5b4c3d")
 RECEIVED_SUFFIX = "|received"  # key suffix of the received copy of internal mail (two activities)
 MASKS = {1: "from", 2: "to", 3: "cc", 4: "bcc"}
 
 
+_CLOCK: list[Any] = [-1, ""]
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC now as `YYYY-MM-DDTHH:MM:SSZ` (formatted once per second, not once per message)."""
+    t = int(time.time())
+    if t != _CLOCK[0]:
+        _CLOCK[1] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        _CLOCK[0] = t
+    return _CLOCK[1]
+
+
+_BATCH = 20  # messages per JSON batch when re-fetching (Graph's limit)
+_GID_SLOT = "GraphMessageIdSlot7f3a"  # stands for the message id in the cached message URL
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=(",", ":")) without a new encoder per call
+_NEW_ROW = 1 << 62  # rowid order of emails a page inserts: after every stored row, in the order they are written
+_PRELOAD_CAP = 64  # stored emails loaded per correlation value up front; a value with more is read on in SQL when needed
+_ROW_COLS = "rowid, activityid, regardingobjectid, regardingobjecttypecode, subject, messageid, trackingtoken, senton, " \
+            "baseconversationindexhash, conversationtrackingid, directioncode, acceptingentityid"
+# email column -> _Row attribute, for the columns correlation and the acceptance rules read
+_ROW_ATTR = (("regardingobjectid", "regid"), ("regardingobjecttypecode", "regtype"), ("subject", "subject"), ("messageid", "messageid"),
+             ("trackingtoken", "token"), ("senton", "senton"), ("baseconversationindexhash", "chash"), ("conversationtrackingid", "cid"),
+             ("directioncode", "direction"), ("acceptingentityid", "accepting"))
+_DIM_ATTR = {"messageid": "messageid", "trackingtoken": "token", "baseconversationindexhash": "chash", "conversationtrackingid": "cid"}
+# columns evaluate may add to an email beyond the mapped ones: a new email gets all of them (None = not set), in this order, so a
+# page's new emails share one column list and the engine's batch inserts them in the order they were evaluated
+_EXTRA_EMAIL_COLS = ("baseconversationindexhash", "conversationtrackingid", "regardingobjectid", "regardingobjecttypecode", "correlationmethod",
+                     "correlatedactivityid", "parentactivityid", "correlatedsubjectchanged", "trackingtoken", "acceptingentityid", "receivingmailboxid")
+
+
+async def _done(value: Any) -> Any:
+    return value
 
 
 @lru_cache(maxsize=4096)
@@ -84,6 +119,8 @@ class _MailboxState:
     containers: dict[str, Container] = field(default_factory=dict)
     owner_id: str | None = None
     owner_loaded: bool = False
+    config: Any = None  # (MailboxSettings, sent_items, category name, category lower-case), read once
+    key: str = ""  # the address, lower-case
 
 
 @dataclass(slots=True)
@@ -97,10 +134,59 @@ class Correlation:
     detail: str = ""
 
 
+class _Row:
+    """An email as correlation sees it: stored, or as the current page writes it (`order` = rowid order)."""
+
+    __slots__ = ("order", "activityid", "regid", "regtype", "subject", "messageid", "token", "senton", "chash", "cid", "direction", "accepting")
+
+    def __init__(self, order: int, activityid: str, regid: Any = None, regtype: Any = None, subject: Any = None, messageid: Any = None,
+                 token: Any = None, senton: Any = None, chash: Any = None, cid: Any = None, direction: Any = None, accepting: Any = None) -> None:
+        self.order, self.activityid, self.regid, self.regtype, self.subject, self.messageid = order, activityid, regid, regtype, subject, messageid
+        self.token, self.senton, self.chash, self.cid, self.direction, self.accepting = token, senton, chash, cid, direction, accepting
+
+    def copy(self) -> _Row:
+        return _Row(self.order, self.activityid, self.regid, self.regtype, self.subject, self.messageid, self.token, self.senton, self.chash,
+                    self.cid, self.direction, self.accepting)
+
+    def as_match(self) -> tuple[Any, ...]:
+        return (self.activityid, self.regid, self.regtype, self.subject)
+
+
+class _Sig:
+    """What evaluate reads from one message's headers and thread properties (computed once)."""
+
+    __slots__ = ("headers", "reply_ids", "thread_ids", "chash", "cid", "token")
+
+    def __init__(self, headers: dict[str, str], reply_ids: tuple[str, ...], thread_ids: list[str], chash: int | None, cid: str | None,
+                 token: str | None) -> None:
+        self.headers, self.reply_ids, self.thread_ids, self.chash, self.cid, self.token = headers, reply_ids, thread_ids, chash, cid, token
+
+
+class _Page:
+    """One page's view of the store for evaluate: stored rows loaded in a few queries, plus what the page writes itself.
+
+    The engine writes the page's records in one batch after every `evaluate`; emails tracked earlier in the page are
+    seen here (`written`, `parties`) exactly as the store would show them, rowid order included.
+    """
+
+    __slots__ = ("tx", "prev", "stored", "capped", "written", "windex", "parties", "seq", "sigs")
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+        self.prev: dict[tuple[str, str], tuple[Any, ...] | None] = {}  # (mailbox, graph id) -> earlier decision (None: none)
+        self.stored: dict[str, dict[Any, list[_Row]]] = {d: {} for d in _DIM_ATTR}  # column -> value -> stored rows, rowid order
+        self.capped: dict[str, dict[Any, int]] = {d: {} for d in _DIM_ATTR}  # value -> last rowid loaded, when more rows may follow
+        self.written: dict[str, _Row] = {}  # emails this page writes, by activityid (their values once written)
+        self.windex: dict[str, dict[Any, list[str]]] = {d: {} for d in _DIM_ATTR}  # column -> value -> activityids written with it
+        self.parties: dict[str, list[Record]] = {}  # activityid -> the records written with it (its activityparty rows)
+        self.seq = 0
+        self.sigs: dict[tuple[str, str], _Sig] = {}  # (mailbox, graph id) -> its signals
+
+
 class Tracker(MailHook):
     """The `MailHook` implementing email tracking. Build it with `Tracker.from_settings(settings, store)`."""
 
-    reads_store = True  # correlation looks up emails written for earlier messages of the same page
+    reads_store = False  # emails tracked earlier in the page are kept in memory (`_Page`), so the engine writes the page in one batch
 
     def __init__(self, settings: Settings, store: SqliteStore, *, mappings: Any = None) -> None:
         self.settings = settings
@@ -118,16 +204,25 @@ class Tracker(MailHook):
         self._queue_filter: dict[str, str] | None = None
         self._has = {t: store.columns(t) if t in store.tables else set() for t in ("email", "activityparty", "contact")}
         self._cat = self.cfg.category.lower()
+        self._page: _Page | None = None
+        self._res_cache: dict[tuple[Any, ...], tuple[Resolution, str]] = {}  # (mask, address, owner) -> resolution, its decision JSON
+        self._res_index: PartyIndex | None = None  # the index the cache was filled from
+        self._options: dict[tuple[str, str, str | None], str] = {}
+        self._cids: dict[str, str | None] = {}
+        self._topics: dict[str, str] = {}
+        self._canon: tuple[tuple[str, ...], frozenset[str]] | None = None
+        self._message_url: tuple[str, str] | None = None
         with store.transaction() as tx:
             for name, table, cols in (
                 ("ix_tracking_email_messageid", "email", "messageid"),
                 ("ix_tracking_email_token", "email", "trackingtoken) WHERE (trackingtoken IS NOT NULL"),
                 ("ix_tracking_email_convhash", "email", "baseconversationindexhash"),
                 ("ix_tracking_email_convid", "email", "conversationtrackingid"),
-                ("ix_tracking_party_activity", "activityparty", "activityid"),
             ):
                 if table in store.tables:
                     tx.execute(f'CREATE INDEX IF NOT EXISTS {name} ON "{table}" ({cols})')
+            # activityparty(activityid) is indexed by the store (ix_activityparty_activityid); a second copy only slows every write
+            tx.execute("DROP INDEX IF EXISTS ix_tracking_party_activity")
 
     @classmethod
     def from_settings(cls, settings: Settings, store: SqliteStore, mappings: Any = None) -> Tracker:
@@ -155,6 +250,7 @@ class Tracker(MailHook):
         self._index = None
         self._queue_filter = None
         self._mailboxes = {}
+        self._res_cache, self._res_index, self._options = {}, None, {}
 
     @property
     def index(self) -> PartyIndex:
@@ -166,7 +262,7 @@ class Tracker(MailHook):
     def _state(self, mailbox: str) -> _MailboxState:
         st = self._mailboxes.get(mailbox.lower())
         if st is None:
-            st = self._mailboxes[mailbox.lower()] = _MailboxState(mailbox)
+            st = self._mailboxes[mailbox.lower()] = _MailboxState(mailbox, key=mailbox.lower())
             st.rules = self._load_rules(mailbox)
         return st
 
@@ -296,6 +392,188 @@ class Tracker(MailHook):
             st.owner_loaded = True
         return st.owner_id
 
+    # the page's view of the store ---------------------------------------------------------------
+    def prepare_page(self, tx: Any, mailbox: str, container: Container, items: list[dict[str, Any]]) -> None:
+        """Load what the page's messages need in a few queries: earlier decisions and the stored emails they may correlate with."""
+        page = self._page_of(tx)
+        mb = mailbox.lower()
+        gids = [str(item.get("id")) for item in items]
+        self._load_prev(page, mb, gids)
+        cc = self.cfg.correlation
+        wanted: dict[str, set[Any]] = {d: set() for d in _DIM_ATTR}
+        for gid, item in zip(gids, items):
+            sig = page.sigs[(mb, gid)] = self._sig(item)
+            if cc.headers:
+                wanted["messageid"].update(sig.reply_ids)
+            if cc.token and self.tokens.enabled and sig.token:
+                wanted["trackingtoken"].add(sig.token)
+            if cc.conversation:
+                if sig.chash is not None:
+                    wanted["baseconversationindexhash"].add(sig.chash)
+                if sig.cid is not None:
+                    wanted["conversationtrackingid"].add(sig.cid)
+        for dim, values in wanted.items():
+            stored = page.stored[dim]
+            todo = [v for v in values if v not in stored]
+            if todo:
+                self._load_rows(page, dim, todo)
+
+    def _page_of(self, tx: Any) -> _Page:
+        """The view of the transaction `tx` (a new one: evaluate without prepare_page loads rows as needed)."""
+        page = self._page
+        if page is None or page.tx is not tx:
+            page = self._page = _Page(tx)
+        return page
+
+    def _load_prev(self, page: _Page, mailbox: str, gids: list[str]) -> None:
+        prev = page.prev
+        for i in range(0, len(gids), 500):
+            chunk = gids[i:i + 500]
+            for gid in chunk:
+                prev[(mailbox, gid)] = None
+            for gid, *rest in page.tx.execute("SELECT graph_id, tracked, tracked_by, reason, activityid FROM tracking_decision "
+                                              f"WHERE mailbox = ? AND graph_id IN ({','.join('?' * len(chunk))})", (mailbox, *chunk)):
+                prev[(mailbox, gid)] = tuple(rest)
+
+    def _load_rows(self, page: _Page, dim: str, values: list[Any]) -> None:
+        """The first `_PRELOAD_CAP` stored emails (rowid order) of each value of `dim`."""
+        stored, capped = page.stored[dim], page.capped[dim]
+        for i in range(0, len(values), 500):
+            chunk = values[i:i + 500]
+            for v in chunk:
+                stored[v] = []
+            rows = page.tx.execute(
+                f"SELECT {_ROW_COLS.replace('rowid', 'rid', 1)} FROM (SELECT {_ROW_COLS.replace('rowid', 'rowid AS rid', 1)}, "
+                f"ROW_NUMBER() OVER (PARTITION BY {dim} ORDER BY rowid) AS rn FROM email WHERE {dim} IN ({','.join('?' * len(chunk))})) "
+                "WHERE rn <= ? ORDER BY rid", (*chunk, _PRELOAD_CAP)).fetchall()
+            attr = _DIM_ATTR[dim]
+            for r in rows:
+                row = _Row(*r)
+                lst = stored[getattr(row, attr)]
+                lst.append(row)
+                if len(lst) >= _PRELOAD_CAP:
+                    capped[getattr(row, attr)] = row.order
+
+    def _first(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None) -> _Row | None:
+        """The email `SELECT ... FROM email WHERE dim = value [AND activityid != key AND messageid != own AND senton <= sent] LIMIT 1`
+        returns (the index on `dim` gives rowid order), with the rows this page wrote as written."""
+        rows = page.stored[dim].get(value)
+        if rows is None:
+            self._load_rows(page, dim, [value])
+            rows = page.stored[dim][value]
+        written = page.written
+        best: _Row | None = None
+        if strict is None:
+            for row in rows:
+                if row.activityid not in written:
+                    best = row
+                    break
+        else:
+            key, own, sent = strict
+            for row in rows:
+                if row.activityid != key and row.activityid not in written and (row.messageid is None or row.messageid != own) \
+                        and (row.senton is None or row.senton <= sent):
+                    best = row
+                    break
+        if best is None and value in page.capped[dim]:
+            best = self._scan(page, dim, value, strict)
+        ids = page.windex[dim].get(value)
+        if ids:
+            attr = _DIM_ATTR[dim]
+            for aid in ids:
+                row = written[aid]
+                if best is not None and row.order >= best.order or getattr(row, attr) != value:
+                    continue
+                if strict is None or (row.activityid != strict[0] and (row.messageid is None or row.messageid != strict[1])
+                                      and (row.senton is None or row.senton <= strict[2])):
+                    best = row
+        return best
+
+    def _scan(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None) -> _Row | None:
+        """Past the preloaded rows of a value with many emails: read on in SQL (rows this page rewrote are judged as written)."""
+        sql = f"SELECT {_ROW_COLS} FROM email WHERE {dim} = ? AND rowid > ?"
+        args: tuple[Any, ...] = (value, page.capped[dim][value])
+        if strict is not None:
+            sql += " AND activityid != ? AND (messageid IS NULL OR messageid != ?) AND (senton IS NULL OR senton <= ?)"
+            args += strict
+        for r in page.tx.execute(sql + " ORDER BY rowid", args):
+            if r[1] not in page.written:
+                return _Row(*r)
+        return None
+
+    def _existing(self, page: _Page, key: str) -> _Row | None:
+        row = page.written.get(key)
+        if row is not None:
+            return row
+        r = page.tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE activityid = ?", (key,)).fetchone()
+        return _Row(*r) if r else None
+
+    def _wrote(self, page: _Page, key: str, values: dict[str, Any], existing: _Row | None, parties: list[Record]) -> None:
+        """Remember an email (and its party rows) as the page's batch will store it."""
+        row = page.written.get(key)
+        if row is None and existing is None:
+            page.seq += 1
+            g = values.get
+            row = page.written[key] = _Row(_NEW_ROW + page.seq, key, g("regardingobjectid"), g("regardingobjecttypecode"), g("subject"),
+                                           g("messageid"), g("trackingtoken"), g("senton"), g("baseconversationindexhash"),
+                                           g("conversationtrackingid"), g("directioncode"), g("acceptingentityid"))
+        else:
+            if row is None:
+                row = page.written[key] = existing.copy()  # type: ignore[union-attr]
+            for col, attr in _ROW_ATTR:
+                if col in values:
+                    setattr(row, attr, values[col])
+        windex = page.windex
+        if row.messageid is not None:
+            windex["messageid"].setdefault(row.messageid, []).append(key)
+        if row.token is not None:
+            windex["trackingtoken"].setdefault(row.token, []).append(key)
+        if row.chash is not None:
+            windex["baseconversationindexhash"].setdefault(row.chash, []).append(key)
+        if row.cid is not None:
+            windex["conversationtrackingid"].setdefault(row.cid, []).append(key)
+        page.parties[key] = parties
+
+    def _sig(self, item: dict[str, Any]) -> _Sig:
+        headers = signals.headers_of(item)
+        irt = signals.message_ids(headers.get("in-reply-to"))
+        refs = signals.message_ids(headers.get("references"))
+        conv = item.get("conversationId")
+        if conv:
+            cid = self._cids.get(conv)
+            if cid is None:
+                if len(self._cids) > 50_000:
+                    self._cids.clear()
+                cid = self._cids[conv] = signals.conversation_tracking_id(conv)
+        else:
+            cid = None
+        return _Sig(headers, tuple(dict.fromkeys(irt + refs[::-1])), list(dict.fromkeys(irt + refs)),
+                    signals.base_conversation_hash(item.get("conversationIndex")), cid, self.tokens.find(item.get("subject")))
+
+    def _mailbox_config(self, st: _MailboxState) -> tuple[Any, bool, str, str]:
+        if st.config is None:
+            mcfg = self.settings.mailbox(st.address)
+            cat = mcfg.category or self.cfg.category
+            st.config = (mcfg, self.cfg.sent_items if mcfg.sent_items is None else mcfg.sent_items, cat,
+                         mcfg.category.lower() if mcfg.category else self._cat)
+        return st.config
+
+    def _resolve(self, index: PartyIndex, mask: Any, addr: str, owner: str | None) -> tuple[Resolution, str]:
+        """The resolution of one (role, address) and its decision JSON, cached until the index changes."""
+        if self._res_index is not index:
+            self._res_cache, self._res_index = {}, index
+        ck = (mask, addr, owner) if mask == 1 else (mask, addr)
+        hit = self._res_cache.get(ck)
+        if hit is None:
+            if mask == 1:
+                res = index.sender(addr, owner, unresolve_multiple=self.cfg.unresolve_sender_on_multiple_match)
+            else:
+                res = index.recipient(addr, unresolve_multiple=self.cfg.unresolve_on_multiple_match)
+            if len(self._res_cache) > 50_000:
+                self._res_cache.clear()
+            hit = self._res_cache[ck] = (res, _ENCODE(res.to_dict(MASKS.get(mask, str(mask)))))
+        return hit
+
     # the decision -------------------------------------------------------------------------------
     def evaluate(self, tx: Any, mailbox: str, user_id: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
         """Decide one message: the records to write ([] = not tracked), with its decision row written in `tx`."""
@@ -303,23 +581,23 @@ class Tracker(MailHook):
             return records
         st = self._state(mailbox)
         place, rule = self._place(st, container)
+        page = self._page_of(tx)
         email = records[0]
         values = dict(email.values)
         gid = str(item.get("id"))
         subject = item.get("subject")
         messageid = values.get("messageid") or item.get("internetMessageId")
         categories = item.get("categories") or ()
-        by_category = any(isinstance(c, str) and c.lower() == self._cat for c in categories)
-        mcfg = self.settings.mailbox(mailbox)
-        sent_items = self.cfg.sent_items if mcfg.sent_items is None else mcfg.sent_items
-        cat_name = mcfg.category or self.cfg.category
-        if mcfg.category:
-            by_category = any(isinstance(c, str) and c.lower() == mcfg.category.lower() for c in categories)
-        prev = tx.execute("SELECT tracked, tracked_by, reason, activityid FROM tracking_decision WHERE mailbox = ? AND graph_id = ?",
-                          (mailbox.lower(), gid)).fetchone()
-        base = dict(mailbox=mailbox.lower(), graph_id=gid, messageid=messageid, subject=subject, folder=container.label)
+        mcfg, sent_items, cat_name, cat_low = self._mailbox_config(st)
+        by_category = any(isinstance(c, str) and c.lower() == cat_low for c in categories) if categories else False
+        mb = st.key
+        pk = (mb, gid)
+        if pk not in page.prev:
+            self._load_prev(page, mb, [gid])
+        prev = page.prev[pk]
 
         if not by_category and (place == "other" or (place == "sentitems" and not sent_items)):
+            base = dict(mailbox=mb, graph_id=gid, messageid=messageid, subject=subject, folder=container.label)
             why = "Sent Items tracking is off" if place == "sentitems" else f"{container.label} is not an evaluated folder (evaluated: {', '.join(EVALUATED_FOLDERS)})"
             if prev and prev[0]:
                 self._decide(tx, **base, tracked=True, tracked_by=prev[1], activityid=prev[3],
@@ -328,32 +606,36 @@ class Tracker(MailHook):
                 self._decide(tx, **base, tracked=False, reason=why)
             return []
 
-        headers = signals.headers_of(item)
+        sig = page.sigs.get(pk)
+        if sig is None:
+            sig = self._sig(item)
+        headers = sig.headers
         outgoing = bool(values.get("directioncode"))
         index = self.index
         owner = self._owner(st)
         sender_addr = (signals.addresses(item, "from") or [None])[0]
         resolutions: dict[tuple[int, str], Resolution] = {}
+        frags: list[str] = []
         for r in records[1:]:
             if r.table != "activityparty":
                 continue
-            mask, addr = r.values.get("participationtypemask"), r.values.get("addressused")
+            rv = r.values
+            mask, addr = rv.get("participationtypemask"), rv.get("addressused")
             if not isinstance(addr, str) or (mask, addr) in resolutions:
                 continue
-            if mask == 1:
-                resolutions[(mask, addr)] = index.sender(addr, owner, unresolve_multiple=self.cfg.unresolve_sender_on_multiple_match)
-            else:
-                resolutions[(mask, addr)] = index.recipient(addr, unresolve_multiple=self.cfg.unresolve_on_multiple_match)
+            res, frag = self._resolve(index, mask, addr, owner)
+            resolutions[(mask, addr)] = res
+            frags.append(frag)
         sender_res = resolutions.get((1, sender_addr)) if sender_addr else None
         internal = sender_addr is not None and index.mailbox(sender_addr) is not None
 
-        h = signals.base_conversation_hash(item.get("conversationIndex"))
+        h = sig.chash
         if h is not None:
             values["baseconversationindexhash"] = h
-        cid = signals.conversation_tracking_id(item.get("conversationId"))
+        cid = sig.cid
         if cid:
             values["conversationtrackingid"] = cid
-        corr = self._correlate(tx, item, values, headers, subject, messageid, email.key)
+        corr = self._correlate(page, item, values, sig, subject, messageid, email.key)
 
         tracked, tracked_by, reason = False, None, ""
         accepting: tuple[str, str | None] | None = None
@@ -372,20 +654,19 @@ class Tracker(MailHook):
             tracked, reason, accepting = self._accept(mailbox, item, outgoing, corr, sender_res, resolutions, owner)
             tracked_by = "filter" if tracked else None
 
-        party_json = [res.to_dict(MASKS.get(m, str(m))) for (m, _), res in resolutions.items()]
-        thread = self._thread_keys(item, headers, subject, values) if corr.method == NONE and not auto else None
+        party_json = "[" + ",".join(frags) + "]"
+        thread = self._thread_keys(sig, values) if corr.method == NONE and not auto else None
         if not tracked:
-            self._decide(tx, **base, tracked=False, reason=reason, correlationmethod=corr.method, correlated=corr.activityid,
-                         parties=party_json, activityid=prev[3] if prev else None, thread=thread)
+            self._record(mb, gid, messageid, subject, container.label, False, None, reason, prev[3] if prev else None, corr.method,
+                         corr.activityid, None, None, None, party_json, thread, tx)
             return []
 
         # one email per Message-ID; internal mail makes a sent and a received activity when configured
         key = email.key
         if internal and not outgoing and self.cfg.two_activities_for_internal_mail:
-            key = str(uuid.uuid5(PARTY_NAMESPACE, email.key + RECEIVED_SUFFIX))
+            key = uuid5_str(_PARTY_NS, email.key + RECEIVED_SUFFIX)
             reason += "; internal mail: the received activity (two activities)"
-        existing = tx.execute("SELECT directioncode, regardingobjectid, regardingobjecttypecode, acceptingentityid FROM email WHERE activityid = ?",
-                              (key,)).fetchone()
+        existing = self._existing(page, key)
         if existing is not None and prev is None:
             reason += "; same Message-ID already tracked: merged into that email (no duplicate)"
 
@@ -395,10 +676,10 @@ class Tracker(MailHook):
             regarding, regarding_why = rule.regarding, f"tracked folder {rule.path} (folder rules win over manual edits)"
         elif rule is not None and rule.regarding_error:
             regarding_why = f"tracked folder {rule.path}: {rule.regarding_error}"
-        elif corr.regarding is not None and (existing is None or not existing[1]):
+        elif corr.regarding is not None and (existing is None or not existing.regid):
             regarding, regarding_why = corr.regarding, f"copied from the correlated email ({METHOD_NAME[corr.method]})"
-        elif existing is not None and existing[1]:
-            regarding, regarding_why = PartyRef(existing[2] or "", existing[1]), "kept (set earlier)"
+        elif existing is not None and existing.regid:
+            regarding, regarding_why = PartyRef(existing.regtype or "", existing.regid), "kept (set earlier)"
             values.pop("regardingobjectid", None)
         if regarding is not None and regarding_why != "kept (set earlier)":
             values["regardingobjectid"], values["regardingobjecttypecode"] = regarding.id, regarding.table
@@ -410,18 +691,18 @@ class Tracker(MailHook):
             if corr.method in (IN_REPLY_TO, CONVERSATION_INDEX):
                 values["parentactivityid"] = corr.activityid
             values["correlatedsubjectchanged"] = self._topic(subject) != self._topic(corr.subject)
-        token = self.tokens.find(subject) if self.tokens.enabled or self.tokens.previous_prefixes else None
+        token = sig.token if self.tokens.enabled or self.tokens.previous_prefixes else None
         if token:
             values["trackingtoken"] = token
         else:
             values.pop("trackingtoken", None)
 
         # acceptance columns: the first mailbox to track it keeps them
-        if existing is None or not existing[3]:
+        if existing is None or not existing.accepting:
             if accepting is not None and accepting[1]:
                 values["acceptingentityid"] = accepting[1]
             values["receivingmailboxid"] = mailbox_record_id(mailbox)
-        if existing is not None and existing[0] and not outgoing:
+        if existing is not None and existing.direction and not outgoing:
             values.pop("directioncode", None)  # the sent copy stays Outgoing when both copies merge
             values.pop("statuscode", None)
 
@@ -429,69 +710,85 @@ class Tracker(MailHook):
         if self.cfg.auto_create_contacts and sender_addr and not outgoing and not internal and sender_res is not None and not sender_res.refs \
                 and not sender_res.inactive and "contact" in self.store.tables:  # no record at all (not even an inactive one)
             sender_res = resolutions[(1, sender_addr)] = self._create_contact(tx, item, sender_addr)
-            party_json = [res.to_dict(MASKS.get(m, str(m))) for (m, _), res in resolutions.items()]
+            party_json = _ENCODE([res.to_dict(MASKS.get(m, str(m))) for (m, _), res in resolutions.items()])
         parties = self._parties(key, records[1:], resolutions)
         if existing is not None:
-            parties = self._merge_parties(tx, key, parties)
+            parties = self._merge_parties(page, key, parties)
+        else:
+            values = self._canonical(values)
+        self._wrote(page, key, values, existing, parties)
         out = [Record("email", key, values), *parties]
         if self.cfg.correlation.smart_matching:
             self._remember_smart(tx, key, subject, item)
-        self._decide(tx, **base, tracked=True, tracked_by=tracked_by, reason=reason, activityid=key, correlationmethod=corr.method,
-                     correlated=corr.activityid, regarding=regarding, regarding_why=regarding_why,
-                     accepting=accepting, parties=party_json, thread=thread)
+        self._record(mb, gid, messageid, subject, container.label, True, tracked_by, reason, key, corr.method, corr.activityid,
+                     regarding, regarding_why, accepting, party_json, thread, tx)
         return out
+
+    def _canonical(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A new email's values with every column evaluate may set, in one order (None = not set, as an INSERT leaves it)."""
+        canon = self._canon
+        if canon is None or not values.keys() <= canon[1]:
+            names = canon[0] if canon is not None else ()
+            names += tuple(k for k in values if k not in names)
+            names += tuple(c for c in _EXTRA_EMAIL_COLS if c not in names and c in self._has["email"])
+            canon = self._canon = (names, frozenset(names))
+        get = values.get
+        return {c: get(c) for c in canon[0]}
 
     def _topic(self, subject: str | None) -> str:
         subject = subject or ""
-        return signals.topic(self.tokens.strip(subject) if ":" in subject and self.tokens.find(subject) else subject)
+        got = self._topics.get(subject)
+        if got is None:
+            if len(self._topics) > 10_000:
+                self._topics.clear()
+            got = self._topics[subject] = signals.topic(self.tokens.strip(subject) if ":" in subject and self.tokens.find(subject) else subject)
+        return got
 
-    def _thread_keys(self, item: dict[str, Any], headers: dict[str, str], subject: str | None, values: dict[str, Any]) -> str | None:
+    def _thread_keys(self, sig: _Sig, values: dict[str, Any]) -> str | None:
         """What a later correlation pass needs, for messages nothing matched yet (their parent may sync later in the run)."""
-        ids = signals.message_ids(headers.get("in-reply-to")) + signals.message_ids(headers.get("references"))
-        keys = {"ids": list(dict.fromkeys(ids)), "h": signals.base_conversation_hash(item.get("conversationIndex")),
-                "t": self.tokens.find(subject), "s": values.get("senton"), "m": values.get("messageid")}
-        if not (keys["ids"] or keys["t"] or keys["h"] is not None):
+        if not (sig.thread_ids or sig.token or sig.chash is not None):
             return None
-        return json.dumps(keys, separators=(",", ":"))
+        return _ENCODE({"ids": sig.thread_ids, "h": sig.chash, "t": sig.token, "s": values.get("senton"), "m": values.get("messageid")})
+
+    @staticmethod
+    def _accepts(option: str, parties: list[PartyRef], corr: Correlation) -> tuple[bool, str]:
+        if option == "all":
+            return True, "all email messages"
+        if option == "none":
+            return False, "no email messages"
+        if option == "responses":
+            return (True, f"a response to tracked email ({METHOD_NAME[corr.method]})") if corr.activityid is not None else (False, "not a response to tracked email")
+        if option == "known_parties":
+            hit = next((p for p in parties if p.table in CUSTOMER_TABLES), None)
+            return (True, f"{hit.table} {hit.id}") if hit else (False, "no lead, contact or account")
+        hit = next(iter(parties), None)
+        return (True, f"email-enabled record {hit.table} {hit.id}") if hit else (False, "no email-enabled record")
 
     def _accept(self, mailbox: str, item: dict[str, Any], outgoing: bool, corr: Correlation, sender: Resolution | None,
                 res: dict[tuple[int, str], Resolution], owner: str | None) -> tuple[bool, str, tuple[str, str | None] | None]:
         """The automatic filter: does any recipient user/queue's `track` option accept the message?"""
         index = self.index
-        correlated = corr.activityid is not None
-
-        def accepts(option: str, parties: list[PartyRef]) -> tuple[bool, str]:
-            if option == "all":
-                return True, "all email messages"
-            if option == "none":
-                return False, "no email messages"
-            if option == "responses":
-                return (True, f"a response to tracked email ({METHOD_NAME[corr.method]})") if correlated else (False, "not a response to tracked email")
-            if option == "known_parties":
-                hit = next((p for p in parties if p.table in CUSTOMER_TABLES), None)
-                return (True, f"{hit.table} {hit.id}") if hit else (False, "no lead, contact or account")
-            hit = next(iter(parties), None)
-            return (True, f"email-enabled record {hit.table} {hit.id}") if hit else (False, "no email-enabled record")
-
+        accepts = self._accepts
         if outgoing:
             own_ent = index.mailbox(mailbox)
             option = self._option(mailbox, own_ent.table, own_ent.id) if own_ent else self.settings.track_option(mailbox)
             others = [ref for (m, _), r in res.items() if m != 1 for ref in r.refs]
-            ok, why = accepts(option, others)
+            ok, why = accepts(option, others, corr)
             verdict = f"sent by the mailbox owner; track={option} ({TRACK_OPTION_VALUE[option]}): {why}"
             return ok, ("tracked: " if ok else "not tracked: ") + verdict, ("systemuser", owner) if ok else None
         sender_refs = sender.refs if sender else []
         tried: list[str] = []
         seen: set[str] = set()
-        for (mask, addr), _ in res.items():
-            if mask not in (2, 3):
+        mailboxes = index.mailboxes
+        for mask, addr in res:
+            if mask != 2 and mask != 3:
                 continue
-            ent = index.mailbox(addr)
+            ent = mailboxes.get(addr.lower())
             if ent is None or ent.address in seen:
                 continue
             seen.add(ent.address)
             option = self._option(ent.address, ent.table, ent.id)
-            ok, why = accepts(option, sender_refs)
+            ok, why = accepts(option, sender_refs, corr)
             tried.append(f"{ent.address} track={option}: {why}")
             if ok:
                 return True, f"accepted by {ent.table} {ent.address} (track={option} ({TRACK_OPTION_VALUE[option]}): {why})", (ent.table, ent.id)
@@ -507,6 +804,13 @@ class Tracker(MailHook):
 
     def _option(self, address: str, table: str, rid: str | None) -> str:
         """A user's or queue's `track` option: its mailbox setting, else a queue's incomingemailfilteringmethod, else the default."""
+        ck = (address.lower(), table, rid)
+        got = self._options.get(ck)
+        if got is None:
+            got = self._options[ck] = self._option_of(address, table, rid)
+        return got
+
+    def _option_of(self, address: str, table: str, rid: str | None) -> str:
         own = self.settings.mailbox(address).track
         if own is not None:
             return own
@@ -523,51 +827,55 @@ class Tracker(MailHook):
         return self.cfg.track
 
     # correlation -------------------------------------------------------------------------------
-    def _correlate(self, tx: Any, item: dict[str, Any], values: dict[str, Any], headers: dict[str, str], subject: str | None,
+    def _correlate(self, page: _Page, item: dict[str, Any], values: dict[str, Any], sig: _Sig, subject: str | None,
                    messageid: str | None, key: str) -> Correlation:
         cc = self.cfg.correlation
         if not (cc.headers or cc.token or cc.conversation or cc.smart_matching):
             return Correlation(SKIPPED, detail="correlation is off")
         own = messageid or ""
         sent = values.get("senton") or "9999"
-        cols = "activityid, regardingobjectid, regardingobjecttypecode, subject"
         if cc.headers:
-            ids = signals.message_ids(headers.get("in-reply-to")) + list(reversed(signals.message_ids(headers.get("references"))))
-            for mid in dict.fromkeys(ids):
+            for mid in sig.reply_ids:
                 if mid == own:
                     continue
-                row = tx.execute(f"SELECT {cols} FROM email WHERE messageid = ? LIMIT 1", (mid,)).fetchone()
+                row = self._first(page, "messageid", mid, None)
                 if row:
-                    return self._match(IN_REPLY_TO, row, f"header message id {mid}")
+                    return self._match(IN_REPLY_TO, row.as_match(), f"header message id {mid}")
         if cc.token and self.tokens.enabled:
-            token = self.tokens.find(subject)
+            token = sig.token
             if token:
-                row = tx.execute(f"SELECT {cols} FROM email WHERE trackingtoken = ? AND activityid != ? AND (messageid IS NULL OR messageid != ?) "
-                                 "AND (senton IS NULL OR senton <= ?) LIMIT 1", (token, key, own, sent)).fetchone()
+                row = self._first(page, "trackingtoken", token, (key, own, sent))
                 if row:
-                    return self._match(TOKEN, row, f"token {token}")
+                    return self._match(TOKEN, row.as_match(), f"token {token}")
         if cc.conversation:
             h = values.get("baseconversationindexhash")
             cid = values.get("conversationtrackingid")
             if h is not None or cid:
-                # one statement, two indexes (SQLite's multi-index OR): the thread header, else Graph's conversationId
-                row = tx.execute(f"SELECT {cols}, baseconversationindexhash = ? FROM email WHERE (baseconversationindexhash = ? OR conversationtrackingid = ?) "
-                                 "AND activityid != ? AND (messageid IS NULL OR messageid != ?) AND (senton IS NULL OR senton <= ?) LIMIT 1",
-                                 (h, h, cid, key, own, sent)).fetchone()
+                # as SQLite's multi-index OR runs `hash = h OR conversationtrackingid = cid`: the thread header's rows, then Graph's conversationId's
+                row = self._first(page, "baseconversationindexhash", h, (key, own, sent)) if h is not None else None
                 if row:
-                    return self._match(CONVERSATION_INDEX, row, "conversationIndex thread header" if row[4] else "Graph conversationId")
+                    return self._match(CONVERSATION_INDEX, row.as_match(), "conversationIndex thread header")
+                row = self._first(page, "conversationtrackingid", cid, (key, own, sent)) if cid is not None else None
+                if row:
+                    return self._match(CONVERSATION_INDEX, row.as_match(), "Graph conversationId")
         if cc.smart_matching:
-            sig = signals.subject_signature(self.tokens.strip(subject or ""), cc.smart_max_words)
+            tx = page.tx
+            sig_ = signals.subject_signature(self.tokens.strip(subject or ""), cc.smart_max_words)
             addrs = signals.addresses(item, "from", "toRecipients", "ccRecipients", "bccRecipients")
             if addrs and signals.subject_words(subject, 1):
                 marks = ",".join("?" * len(addrs))
-                row = tx.execute(
+                rows = tx.execute(
                     f"SELECT s.activityid FROM tracking_smart s JOIN tracking_smart_address a ON a.activityid = s.activityid "
                     f"WHERE s.subject_sig = ? AND a.address IN ({marks}) AND s.activityid != ? GROUP BY s.activityid "
-                    f"HAVING COUNT(*) >= ? ORDER BY s.rowid DESC LIMIT 5", (sig, *addrs, key, cc.smart_min_addresses)).fetchall()
-                for (aid,) in row:
-                    full = tx.execute(f"SELECT {cols} FROM email WHERE activityid = ? AND (messageid IS NULL OR messageid != ?) AND (senton IS NULL OR senton <= ?)",
-                                      (aid, own, sent)).fetchone()
+                    f"HAVING COUNT(*) >= ? ORDER BY s.rowid DESC LIMIT 5", (sig_, *addrs, key, cc.smart_min_addresses)).fetchall()
+                for (aid,) in rows:
+                    written = page.written.get(aid)
+                    if written is not None:
+                        ok = (written.messageid is None or written.messageid != own) and (written.senton is None or written.senton <= sent)
+                        full = written.as_match() if ok else None
+                    else:
+                        full = tx.execute("SELECT activityid, regardingobjectid, regardingobjecttypecode, subject FROM email WHERE activityid = ? "
+                                          "AND (messageid IS NULL OR messageid != ?) AND (senton IS NULL OR senton <= ?)", (aid, own, sent)).fetchone()
                     if full:
                         return self._match(SMART, full, f"same subject words and at least {cc.smart_min_addresses} shared addresses")
         return Correlation(NONE, detail="no tracked email matched")
@@ -596,26 +904,37 @@ class Tracker(MailHook):
             if r.table != "activityparty":
                 out.append(r)
                 continue
-            mask, addr = r.values.get("participationtypemask"), r.values.get("addressused")
+            rv = r.values
+            mask, addr = rv.get("participationtypemask"), rv.get("addressused")
             found = res.get((mask, addr)) if isinstance(addr, str) else None
-            refs: list[PartyRef | None] = list(found.refs) if found and found.refs else [None]
-            same = r.values.get("activityid") == key
+            refs: list[PartyRef | None] = found.refs if found and found.refs else [None]  # type: ignore[assignment]
+            same = rv.get("activityid") == key
             for i, ref in enumerate(refs):
                 if same and i == 0:
                     pid = r.key  # the mapping's key: one row per (activity, role, address) when it resolves to one record
                 else:
-                    pid = str(uuid.uuid5(PARTY_NAMESPACE, f"{key}\x1f{mask}\x1f{addr}\x1f{ref.table + ':' + ref.id if ref else ''}"))
-                v = dict(r.values)
-                v.update(activityid=key, partyid=ref.id if ref else None, partyobjecttypecode=ref.table if ref else None)
+                    pid = uuid5_str(_PARTY_NS, f"{key}\x1f{mask}\x1f{addr}\x1f{ref.table + ':' + ref.id if ref else ''}")
+                v = rv.copy()
+                v["activityid"] = key
+                if ref is None:
+                    v["partyid"] = v["partyobjecttypecode"] = None
+                else:
+                    v["partyid"], v["partyobjecttypecode"] = ref.id, ref.table
                 out.append(Record("activityparty", pid, v))
         return out
 
-    def _merge_parties(self, tx: Any, key: str, parties: list[Record]) -> list[Record]:
+    def _merge_parties(self, page: _Page, key: str, parties: list[Record]) -> list[Record]:
         """Union with the parties already stored for this email (another mailbox's copy): no party is lost."""
         have = {p.key for p in parties}
         merged = list(parties)
-        for pid, mask, addr, partyid, ptype in tx.execute(
-                "SELECT activitypartyid, participationtypemask, addressused, partyid, partyobjecttypecode FROM activityparty WHERE activityid = ?", (key,)):
+        written = page.parties.get(key)
+        if written is not None:  # written earlier in this page: its rows as the batch stores them
+            stored = [(p.key, p.values.get("participationtypemask"), p.values.get("addressused"), p.values.get("partyid"),
+                       p.values.get("partyobjecttypecode")) for p in written if p.table == "activityparty" and p.values.get("activityid") == key]
+        else:
+            stored = page.tx.execute("SELECT activitypartyid, participationtypemask, addressused, partyid, partyobjecttypecode FROM activityparty "
+                                     "WHERE activityid = ?", (key,)).fetchall()
+        for pid, mask, addr, partyid, ptype in stored:
             if pid in have:
                 continue
             if partyid is None and any(p.values.get("addressused") == addr and p.values.get("participationtypemask") == mask for p in parties):
@@ -633,6 +952,7 @@ class Tracker(MailHook):
         from .parties import Candidate
 
         self.index.add(address, Candidate(1, "contact", cid, True, None, "emailaddress1"))
+        self._res_cache = {}  # resolutions change with the index
         return Resolution(address, [PartyRef("contact", cid)], f"contact created for the unresolved sender ({values['fullname']})")
 
     # tokens --------------------------------------------------------------------------------------
@@ -667,13 +987,19 @@ class Tracker(MailHook):
                 reason: str, tracked_by: str | None = None, activityid: str | None = None, correlationmethod: int | None = None,
                 correlated: str | None = None, regarding: PartyRef | None = None, regarding_why: str | None = None,
                 accepting: tuple[str, str | None] | None = None, parties: list[dict[str, Any]] | None = None, thread: str | None = None) -> None:
+        self._record(mailbox, graph_id, messageid, subject, folder, tracked, tracked_by, reason, activityid, correlationmethod, correlated,
+                     regarding, regarding_why, accepting, _ENCODE(parties or []), thread, tx)
+
+    def _record(self, mailbox: str, graph_id: str, messageid: str | None, subject: str | None, folder: str, tracked: bool, tracked_by: str | None,
+                reason: str, activityid: str | None, correlationmethod: int | None, correlated: str | None, regarding: PartyRef | None,
+                regarding_why: str | None, accepting: tuple[str, str | None] | None, parties_json: str, thread: str | None, tx: Any) -> None:
+        """Buffer one decision row (`parties_json`: the resolutions as JSON); `page_done` writes them."""
         if self._pending_tx is not tx:
             self._pending, self._pending_tx = [], tx  # rows of a rolled-back page never leak into the next one
         self._pending.append(
             (mailbox, graph_id, messageid, subject, folder, int(tracked), tracked_by, reason, activityid, correlationmethod, correlated,
              regarding.table if regarding else None, regarding.id if regarding else None, regarding_why,
-             accepting[0] if accepting else None, accepting[1] if accepting else None,
-             json.dumps(parties or [], separators=(",", ":")), thread, _now()))
+             accepting[0] if accepting else None, accepting[1] if accepting else None, parties_json, thread, _now()))
         if len(self._pending) >= 1000:
             self.page_done(tx)
 
@@ -712,57 +1038,148 @@ class Tracker(MailHook):
     async def after_mailbox(self, client: Any, mailbox: str, user_id: str, limiter: Any = None) -> None:
         """Retry failed messages from earlier runs; after `max_attempts`, tag them "<category> (Undeliverable)" in Outlook."""
         rows = self.store.query("SELECT graph_id, attempts FROM tracking_attempt WHERE mailbox = ? AND status = 'retrying'", (mailbox.lower(),))
-        for gid, attempts in rows:
-            if (mailbox.lower(), gid) in self._failed_now:
-                continue  # failed in this run: retried in the next one
+        todo = [(gid, attempts) for gid, attempts in rows if (mailbox.lower(), gid) not in self._failed_now]  # failed in this run: next run
+        async for gid, attempts, fetched in self._fetch_ahead(client, user_id, todo, limiter):
             try:
-                await self._retry(client, mailbox, user_id, gid, attempts, limiter)
+                await self._retry(client, mailbox, user_id, gid, attempts, limiter, fetched=fetched)
             except Exception as exc:  # noqa: BLE001 - a retry must never fail the run
                 log.warning("%s: retrying %s failed: %s", mailbox, gid, exc)
-        for gid in self._late_matches(mailbox):
+        late = [(gid, 0) for gid in self._late_matches(mailbox)]
+        async for gid, _, fetched in self._fetch_ahead(client, user_id, late, limiter):
             try:
-                await self._retry(client, mailbox, user_id, gid, 0, limiter, late=True)
+                await self._retry(client, mailbox, user_id, gid, 0, limiter, late=True, fetched=fetched)
             except Exception as exc:  # noqa: BLE001
                 log.warning("%s: re-evaluating %s failed: %s", mailbox, gid, exc)
 
-    def _late_matches(self, mailbox: str) -> list[str]:
-        """Messages of this run that nothing correlated with, whose thread now has a tracked email (synced later in the run)."""
-        out: list[str] = []
-        cc = self.cfg.correlation
-        for gid, thread in self.store.query("SELECT graph_id, thread FROM tracking_decision WHERE mailbox = ? AND correlationmethod = 0 "
-                                            "AND thread IS NOT NULL AND decided_at >= ?", (mailbox.lower(), self._run_started)):
-            keys = json.loads(thread)
-            own, sent = keys.get("m") or "", keys.get("s") or "9999"
-            hit = False
-            if cc.headers and keys["ids"]:
-                marks = ",".join("?" * len(keys["ids"]))
-                hit = bool(self.store.query(f"SELECT 1 FROM email WHERE messageid IN ({marks}) AND messageid != ? LIMIT 1", (*keys["ids"], own)))
-            if not hit and cc.token and self.tokens.enabled and keys.get("t"):
-                hit = bool(self.store.query("SELECT 1 FROM email WHERE trackingtoken = ? AND (messageid IS NULL OR messageid != ?) AND (senton IS NULL OR senton <= ?) "
-                                            "LIMIT 1", (keys["t"], own, sent)))
-            if not hit and cc.conversation and keys.get("h") is not None:
-                hit = bool(self.store.query("SELECT 1 FROM email WHERE baseconversationindexhash = ? AND (messageid IS NULL OR messageid != ?) "
-                                            "AND (senton IS NULL OR senton <= ?) LIMIT 1", (keys["h"], own, sent)))
-            if hit:
-                out.append(gid)
+    async def _fetch_ahead(self, client: Any, user_id: str, todo: list[tuple[str, int]], limiter: Any) -> AsyncIterator[tuple[str, int, Any]]:
+        """Each (gid, attempts) of `todo` with an awaitable of its message: fetched 20 at a time in JSON batches (the next batch is
+        under way while one is evaluated). A message the batch did not return as 200 is fetched on its own, with the usual retries;
+        messages are still evaluated one at a time, in order."""
+        chunks = iter([todo[i:i + _BATCH] for i in range(0, len(todo), _BATCH)])
+        inflight: deque[tuple[list[tuple[str, int]], asyncio.Task[dict[str, Any]]]] = deque()
+
+        def start(chunk: list[tuple[str, int]]) -> None:
+            inflight.append((chunk, asyncio.ensure_future(self._get_many(client, user_id, [g for g, _ in chunk], limiter))))
+
+        try:
+            for chunk in chunks:
+                start(chunk)
+                break
+            while inflight:
+                chunk, task = inflight.popleft()
+                nxt = next(chunks, None)
+                if nxt is not None:
+                    start(nxt)
+                got = await task
+                for gid, attempts in chunk:
+                    page = got.get(gid)
+                    yield gid, attempts, (_done(page) if page is not None else client.get(self._message_request(client, user_id, gid), limiter=limiter))
+        finally:
+            for _, task in inflight:
+                task.cancel()
+
+    async def _get_many(self, client: Any, user_id: str, gids: list[str], limiter: Any) -> dict[str, Any]:
+        """gid -> Page of the messages one `POST /$batch` returned with 200 (none when the batch itself fails)."""
+        from kiota_abstractions.method import Method
+        from kiota_abstractions.request_information import RequestInformation
+
+        from ..graph.client import Page
+
+        base = client.adapter.base_url
+        url = self._message_request(client, user_id, _GID_SLOT).url
+        if len(gids) < 2 or not url.startswith(base + "/"):
+            return {}
+        rel = url[len(base):]
+        body = {"requests": [{"id": str(n), "method": "GET", "url": rel.replace(_GID_SLOT, quote(gid, safe="")), "headers": {"Prefer": 'IdType="ImmutableId"'}}
+                             for n, gid in enumerate(gids)]}
+        ri = RequestInformation(Method.POST)
+        ri.url = base + "/$batch"
+        ri.headers.try_add("Accept", "application/json")
+        ri.headers.try_add("Content-Type", "application/json")
+        ri.content = _ENCODE(body).encode()
+        try:
+            data = (await client.get(ri, limiter=limiter)).data
+        except Exception as exc:  # noqa: BLE001 - each message is then fetched on its own
+            log.debug("batch of %d messages failed: %s", len(gids), exc)
+            return {}
+        out: dict[str, Any] = {}
+        for r in data.get("responses") or ():
+            try:
+                gid = gids[int(r.get("id"))]
+            except (TypeError, ValueError, IndexError):
+                continue
+            if r.get("status") == 200 and isinstance(r.get("body"), dict):
+                out[gid] = Page(r["body"], 0)
         return out
 
-    async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, late: bool = False) -> None:
-        """Fetch one message again and re-evaluate it (a failed one, or `late`: one whose thread got a tracked email)."""
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
+    def _message_request(self, client: Any, user_id: str, gid: str) -> Any:
+        """GET one message by id ($select, immutable ids), the URL built as the SDK builds it, without its URI-template cost per message."""
+        tmpl = self._message_url
+        if tmpl is None or tmpl[0] != user_id:
+            from kiota_abstractions.base_request_configuration import RequestConfiguration
+            from msgraph.generated.users.item.messages.item.message_item_request_builder import MessageItemRequestBuilder
 
+            from ..sync.resources import MESSAGE_SELECT
+
+            cfg: RequestConfiguration[Any] = RequestConfiguration()
+            cfg.query_parameters = MessageItemRequestBuilder.MessageItemRequestBuilderGetQueryParameters(select=MESSAGE_SELECT)
+            ri = client.sdk.users.by_user_id(user_id).messages.by_message_id(_GID_SLOT).to_get_request_information(cfg)
+            ri.path_parameters["baseurl"] = client.adapter.base_url
+            tmpl = self._message_url = (user_id, ri.url)
+        return client.url_request(tmpl[1].replace(_GID_SLOT, quote(gid, safe="")), prefer=['IdType="ImmutableId"'])
+
+    def _late_matches(self, mailbox: str) -> list[str]:
+        """Messages of this run that nothing correlated with, whose thread now has a tracked email (synced later in the run)."""
+        cc = self.cfg.correlation
+        rows = self.store.query("SELECT graph_id, thread FROM tracking_decision WHERE mailbox = ? AND correlationmethod = 0 "
+                                "AND thread IS NOT NULL AND decided_at >= ?", (mailbox.lower(), self._run_started))
+        by_id: list[tuple[Any, ...]] = []
+        by_token: list[tuple[Any, ...]] = []
+        by_hash: list[tuple[Any, ...]] = []
+        for gid, thread in rows:
+            keys = json.loads(thread)
+            own, sent = keys.get("m") or "", keys.get("s") or "9999"
+            if cc.headers and keys["ids"]:
+                by_id.extend((gid, own, mid) for mid in keys["ids"])
+            if cc.token and self.tokens.enabled and keys.get("t"):
+                by_token.append((gid, own, sent, keys["t"]))
+            if cc.conversation and keys.get("h") is not None:
+                by_hash.append((gid, own, sent, keys["h"]))
+        hits: set[str] = set()
+        # one statement per 500 messages (an indexed EXISTS each) instead of up to three queries per message
+        self._exists(hits, by_id, "(gid, own, v)", "e.messageid = d.v AND e.messageid != d.own")
+        later = " AND (e.messageid IS NULL OR e.messageid != d.own) AND (e.senton IS NULL OR e.senton <= d.sent)"
+        self._exists(hits, by_token, "(gid, own, sent, v)", "e.trackingtoken = d.v" + later)
+        self._exists(hits, by_hash, "(gid, own, sent, v)", "e.baseconversationindexhash = d.v" + later)
+        return [gid for gid, _ in rows if gid in hits]
+
+    def _exists(self, hits: set[str], rows: list[tuple[Any, ...]], cols: str, cond: str) -> None:
+        """Add to `hits` the gid of each row (gid, ...) for which an email satisfies `cond` (`d.` = the row's values)."""
+        rows = [r for r in rows if r[0] not in hits]
+        if not rows:
+            return
+        width = len(rows[0])
+        mark = "(" + ",".join("?" * width) + ")"
+        for i in range(0, len(rows), 500):
+            chunk = rows[i:i + 500]
+            found = self.store.query(f"WITH d{cols} AS (VALUES {','.join([mark] * len(chunk))}) "
+                                     f"SELECT DISTINCT d.gid FROM d WHERE EXISTS (SELECT 1 FROM email e WHERE {cond})",
+                                     [v for r in chunk for v in r])
+            hits.update(g for (g,) in found)
+
+    async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, late: bool = False,
+                     fetched: Any = None) -> None:
+        """Fetch one message again and re-evaluate it (a failed one, or `late`: one whose thread got a tracked email).
+
+        `fetched`: the message's GET, already sent (`_fetch_ahead`)."""
         from ..errors import GraphError
         from ..mapping import MappingContext, RecordInvalid
-        from ..sync.resources import MESSAGE_SELECT
 
         u = client.sdk.users.by_user_id(user_id)
-        cfg: RequestConfiguration[Any] = RequestConfiguration()
-        cfg.headers.add("Prefer", 'IdType="ImmutableId"')
-        from msgraph.generated.users.item.messages.item.message_item_request_builder import MessageItemRequestBuilder
-
-        cfg.query_parameters = MessageItemRequestBuilder.MessageItemRequestBuilderGetQueryParameters(select=MESSAGE_SELECT)
         try:
-            item = (await client.get(u.messages.by_message_id(gid).to_get_request_information(cfg), limiter=limiter)).data
+            if fetched is None:
+                fetched = client.get(self._message_request(client, user_id, gid), limiter=limiter)
+            item = (await fetched).data
         except GraphError as exc:
             if getattr(exc, "status", None) == 404:
                 with self.store.transaction() as tx:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping as AbcMapping
 from dataclasses import dataclass, field
+from hashlib import sha1
 from typing import Any
 
 from connector.mapping import models as m
 from connector.mapping.errors import RecordInvalid
-from connector.mapping.keys import KEY_SEPARATOR, table_namespace, uuid5_str
+from connector.mapping.keys import KEY_SEPARATOR, hex_to_uuid5, table_namespace, uuid5_str
 from connector.mapping.paths import Getter, compile_path
-from connector.mapping.records import MappingContext, Record
+from connector.mapping.records import MappingContext, Record, no_party
 from connector.mapping.schema_data import CHOICE_TYPES, FLOAT_TYPES, INT_TYPES, REF_TYPES, STRING_TYPES, ColumnInfo, TableInfo
 from connector.mapping.transforms import REGISTRY, BuildInfo, Fn, Scope, _norm, describe, email_address
 from connector.mapping.validation import DEFAULT_DELETE_POLICY, pipeline_facts
@@ -229,9 +230,10 @@ class CompiledMapping:
         return records
 
     def _map_parties(self, item: Any, ctx: MappingContext, activity_key: str) -> list[Record]:
-        ns = self._party_ns
-        resolve = ctx.resolve_party
-        prefix = activity_key + KEY_SEPARATOR
+        # Hot path (several rows per message): the key hash is seeded once per item, the default
+        # resolver is skipped instead of called, and rows are built without intermediate objects.
+        resolve = None if ctx.resolve_party is no_party else ctx.resolve_party
+        seed = sha1(self._party_ns + (activity_key + KEY_SEPARATOR).encode())
         seen: set[str] = set()
         out: list[Record] = []
         for p in self._parties:
@@ -251,20 +253,16 @@ class CompiledMapping:
                 seen.add(name)
                 if len(addr) > ADDRESS_USED_MAX:
                     raise RecordInvalid(f"address is {len(addr)} characters; max length is {ADDRESS_USED_MAX}", table=ACTIVITY_PARTY, column="addressused")
-                ref = resolve(addr, p.mask)
-                out.append(
-                    Record(
-                        ACTIVITY_PARTY,
-                        uuid5_str(ns, prefix + name),
-                        {
-                            "activityid": activity_key,
-                            "participationtypemask": p.mask,
-                            "addressused": addr,
-                            "partyid": None if ref is None else ref.id,
-                            "partyobjecttypecode": None if ref is None else ref.table,
-                        },
-                    )
-                )
+                ref = None if resolve is None else resolve(addr, p.mask)
+                h = seed.copy()
+                h.update(name.encode())
+                out.append(Record(ACTIVITY_PARTY, hex_to_uuid5(h.hexdigest()), {
+                    "activityid": activity_key,
+                    "participationtypemask": p.mask,
+                    "addressused": addr,
+                    "partyid": None if ref is None else ref.id,
+                    "partyobjecttypecode": None if ref is None else ref.table,
+                }))
         return out
 
     def party_rules(self) -> dict[int, str]:

@@ -24,7 +24,11 @@ _VARIANT = {c: format((int(c, 16) & 0x3) | 0x8, "x") for c in "0123456789abcdef"
 
 def uuid5_str(namespace: bytes, name: str) -> str:
     """Same result as ``str(uuid.uuid5(UUID(bytes=namespace), name))``, several times faster."""
-    h = sha1(namespace + name.encode("utf-8")).hexdigest()
+    return hex_to_uuid5(sha1(namespace + name.encode("utf-8")).hexdigest())
+
+
+def hex_to_uuid5(h: str) -> str:
+    """The UUIDv5 text form of a SHA-1 hex digest (version and variant bits set as RFC 4122 says)."""
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ValidationError
 Loc = tuple[int | str, ...]
 
 
+_SCALARS = yaml.constructor.SafeConstructor()  # builds one scalar node the way yaml.safe_load would
+
+
 class YamlFileError(ValueError):
     """A YAML file that cannot be parsed or does not validate; `str()` lists `file:line:col: problem`."""
 
@@ -24,14 +27,14 @@ def _walk(node: yaml.Node, loc: Loc, marks: dict[Loc, tuple[int, int]]) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k, v in node.value:
-            key = yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
+            key = k.value if isinstance(k, yaml.ScalarNode) else _SCALARS.construct_object(k, deep=True)
             marks[(*loc, key)] = (k.start_mark.line + 1, k.start_mark.column + 1)
             out[key] = _walk(v, (*loc, key), marks)
             marks.setdefault((*loc, key, "__value__"), (v.start_mark.line + 1, v.start_mark.column + 1))
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(v, (*loc, i), marks) for i, v in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+    return _SCALARS.construct_object(node, deep=True)
 
 
 def load_with_marks(path: Path) -> tuple[Any, dict[Loc, tuple[int, int]]]:

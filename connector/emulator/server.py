@@ -128,7 +128,13 @@ class Dispatcher:
             return await self.dispatch_graph(req)
         if delay:
             await asyncio.sleep(delay)
-        return self._identity(method, collapsed, headers, body)
+        try:
+            return self._identity(method, collapsed, headers, body)
+        except Exception as exc:  # like the Graph half: a bug answers in the service's shape, never a traceback
+            log.exception("emulator identity handler failed for %s %s", method, collapsed)
+            from .identity import aad_error
+
+            return aad_error(500, "server_error", 90033, f"A transient error has occurred ({type(exc).__name__}). Please try again.")
 
     def _request(self, method: str, path: str, target: str, qs: str, headers: dict[str, str], body: bytes) -> Request:
         from urllib.parse import parse_qsl

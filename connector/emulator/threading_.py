@@ -45,6 +45,10 @@ def child_index(parent: bytes, parent_time: datetime, dt: datetime) -> bytes:
     return parent + struct.pack(">Q", block)[3:]
 
 
+def _conversation_id(guid: uuid.UUID) -> str:
+    return "AAQkA" + base64.urlsafe_b64encode(hashlib.sha256(guid.bytes).digest()[:30]).decode().rstrip("=")
+
+
 @dataclass
 class Thread:
     """One conversation across the tenant."""
@@ -80,6 +84,16 @@ class Threads:
             if ref and ref in self.by_message_id:
                 parent = self.by_message_id[ref]
                 break
+        refs = [r for r in dict.fromkeys([*references, in_reply_to]) if r]
+        if parent is None and refs:
+            # A reply seen before its parent (a scenario loads mailboxes one after another): start the
+            # thread at the referenced root, so the parent joins it with the root index when it comes.
+            guid = uuid.uuid5(uuid.NAMESPACE_URL, f"conversation:{refs[0]}")
+            root = Thread(_conversation_id(guid), root_index(sent, guid), sent)
+            for ref in refs:
+                self.by_message_id[ref] = (root, root.index, sent)
+            self.by_topic.setdefault(normalise_subject(subject), root)
+            parent = (root, root.index, sent)
         topic = normalise_subject(subject)
         if parent is None and has_reply_prefix(subject) and topic in self.by_topic:
             thread = self.by_topic[topic]
@@ -90,8 +104,7 @@ class Threads:
         else:
             guid = uuid.uuid5(uuid.NAMESPACE_URL, f"conversation:{internet_message_id}")
             index = root_index(sent, guid)
-            cid = "AAQkA" + base64.urlsafe_b64encode(hashlib.sha256(guid.bytes).digest()[:30]).decode().rstrip("=")
-            thread = Thread(cid, index, sent)
+            thread = Thread(_conversation_id(guid), index, sent)
             self.by_topic.setdefault(topic, thread)
         thread.message_ids.add(internet_message_id)
         self.by_message_id[internet_message_id] = (thread, index, sent)

@@ -139,3 +139,20 @@ def test_users_list_filter_select_and_paging(graph: httpx.Client) -> None:
     assert nxt["value"][0]["id"] != page["value"][0]["id"]
     assert graph.get("/users", params={"$filter": "jobTitle eq 'x'"}).status_code == 400
     assert graph.get("/users/nobody@contoso.com").status_code == 404
+
+
+def test_a_reply_loaded_before_its_parent_still_threads(make_emulator) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import app_token, base_scenario
+
+    s = base_scenario()
+    root = "<root-1@fabrikam.com>"
+    # Adele's mailbox (loaded first) holds only the reply; Bob's holds the original.
+    s["users"][0]["mailFolders"] = {"inbox": {"messages": [{"subject": "RE: Pricing", "internetMessageHeaders": [
+        {"name": "Message-ID", "value": "<reply-1@fabrikam.com>"}, {"name": "In-Reply-To", "value": root}, {"name": "References", "value": root}]}]}}
+    s["users"][1]["mailFolders"] = {"inbox": {"messages": [{"subject": "Pricing", "internetMessageId": root}]}}
+    emu = make_emulator(s)
+    with httpx.Client(base_url=emu.graph_url, verify=emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(emu)}"}) as c:
+        reply = c.get(f"{U}/mailFolders/inbox/messages", params={"$select": "conversationId,conversationIndex"}).json()["value"][0]
+        original = c.get(f"{B}/mailFolders/inbox/messages", params={"$select": "conversationId,conversationIndex"}).json()["value"][0]
+    assert reply["conversationId"] == original["conversationId"]
+    assert base64.b64decode(reply["conversationIndex"])[:22] == base64.b64decode(original["conversationIndex"])

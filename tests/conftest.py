@@ -68,6 +68,12 @@ def app_token(emu: Emulator, client_id: str = APP_ID, secret: str = APP_SECRET) 
     return str(r.json()["access_token"])
 
 
+def graph_client(emu: Emulator, client_id: str = APP_ID, secret: str = APP_SECRET, **headers: str) -> httpx.Client:
+    """An httpx client on `emu`'s Graph root, authorised as an app (extra headers such as Prefer by keyword)."""
+    return httpx.Client(base_url=emu.graph_url, verify=emu.ssl_context(), timeout=30,
+                        headers={"Authorization": f"Bearer {app_token(emu, client_id, secret)}", **headers})
+
+
 @pytest.fixture
 def graph(emulator: Emulator) -> Iterator[httpx.Client]:
     """An httpx client on the base emulator's Graph root, authorised as the test app."""

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from connector.emulator import Emulator
-from tests.conftest import ALL_PERMISSIONS, APP_ID, APP_SECRET, app_token, base_scenario, round_trip
+from tests.conftest import ALL_PERMISSIONS, APP_ID, APP_SECRET, base_scenario, graph_client, round_trip
 
 U = "/users/adele@contoso.com"
 MAIL_ONLY = "33333333-3333-3333-3333-333333333333"
@@ -28,9 +28,7 @@ def scenario(n: int = 25) -> dict[str, Any]:
     return s
 
 
-def client_for(emu: Emulator, client_id: str = APP_ID) -> httpx.Client:
-    return httpx.Client(base_url=emu.graph_url, verify=emu.ssl_context(), timeout=30,
-                        headers={"Authorization": f"Bearer {app_token(emu, client_id)}"})
+client_for = graph_client
 
 
 @pytest.fixture

@@ -80,11 +80,9 @@ def test_folders_created_renamed_and_deleted_are_followed(runner_for: Any) -> No
     rep = r.sync(resources=["mail"], mail_folders="all")
     assert rep.ok and r.rows("SELECT COUNT(*) FROM email WHERE subject = 'Urgent'") == [(1,)]
     assert r.rows("SELECT COUNT(*) FROM sync_state WHERE container = ?", fid) == [(1,)]
-    import httpx
+    from tests.conftest import graph_client
 
-    from tests.conftest import app_token
-
-    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}"}) as c:
+    with graph_client(r.emu) as c:
         assert c.patch(f"/users/adele@contoso.com/mailFolders/{fid}", json={"displayName": "Escalated"}).status_code == 200
         rep = r.sync(resources=["mail"], mail_folders="all")
         assert rep.ok and rep.totals().created == 0  # a rename changes no record
@@ -95,13 +93,11 @@ def test_folders_created_renamed_and_deleted_are_followed(runner_for: Any) -> No
 
 
 def test_store_matches_the_emulator_truth_field_by_field(runner_for: Any) -> None:
-    import httpx
-
-    from tests.conftest import app_token
+    from tests.conftest import graph_client
 
     r = runner_for(inbox_scenario(15))
     assert r.sync(resources=["mail"], page_size=4).ok
-    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}"}) as c:
+    with graph_client(r.emu) as c:
         truth = c.get("/users/adele@contoso.com/mailFolders/inbox/messages",
                       params={"$top": "100", "$select": "subject,internetMessageId,receivedDateTime,conversationIndex"}).json()["value"]
     stored = {row[1]: row for row in r.rows("SELECT subject, messageid, actualend, conversationindex FROM email")}

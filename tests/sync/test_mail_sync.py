@@ -51,11 +51,9 @@ def test_full_then_incremental_rounds_match_the_emulator(runner_for: Any) -> Non
 
 
 def _inbox_ids(r: Runner) -> dict[str, str]:
-    import httpx
+    from tests.conftest import graph_client
 
-    from tests.conftest import app_token
-
-    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}", "Prefer": 'IdType="ImmutableId"'}) as c:
+    with graph_client(r.emu, Prefer='IdType="ImmutableId"') as c:
         got = c.get("/users/adele@contoso.com/mailFolders/inbox/messages", params={"$top": "1000", "$select": "subject"}).json()["value"]
     return {m["subject"]: m["id"] for m in got}
 
@@ -150,11 +148,9 @@ def test_token_expiry_during_a_long_sync(runner_for: Any) -> None:
 
 def test_two_mailboxes_receiving_the_same_email_make_one_record(runner_for: Any) -> None:
     r = runner_for(base_scenario())
-    import httpx
+    from tests.conftest import graph_client
 
-    from tests.conftest import app_token
-
-    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}"}) as c:
+    with graph_client(r.emu) as c:
         c.post("/users/adele@contoso.com/sendMail", json={"message": {"subject": "For both", "toRecipients": [
             {"emailAddress": {"address": "bob@contoso.com"}}, {"emailAddress": {"address": "dana@fabrikam.com"}}]}})
     rep = r.sync(resources=["mail"])
@@ -185,9 +181,7 @@ def test_ten_thousand_messages_over_nested_folders(runner_for: Any) -> None:
 
 
 def _folders(r: Runner) -> list[dict[str, Any]]:
-    import httpx
+    from tests.conftest import graph_client
 
-    from tests.conftest import app_token
-
-    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}", "Prefer": "odata.maxpagesize=500"}) as c:
+    with graph_client(r.emu, Prefer="odata.maxpagesize=500") as c:
         return c.get("/users/adele@contoso.com/mailFolders/delta").json()["value"]

@@ -69,11 +69,9 @@ def test_calendar_round_then_changes(runner_for: Any) -> None:
 
 
 def _event_id(r: Runner, subject: str) -> str:
-    import httpx
+    from tests.conftest import graph_client
 
-    from tests.conftest import app_token
-
-    with httpx.Client(base_url=r.emu.graph_url, verify=r.emu.ssl_context(), headers={"Authorization": f"Bearer {app_token(r.emu)}"}) as c:
+    with graph_client(r.emu) as c:
         events = c.get("/users/adele@contoso.com/events", params={"$top": "100"}).json()["value"]
     return next(e["id"] for e in events if e["subject"] == subject)
 

@@ -34,6 +34,8 @@ _FIXES = {
 
 
 TrackOption = Literal["all", "responses", "known_parties", "email_enabled", "none"]
+ItemTracking = Literal["all", "category"]
+"""Which calendar events or To Do tasks are written: `all` synced ones, or only those carrying the tracking category."""
 TRACK_OPTION_VALUE: dict[str, int] = {"all": 0, "responses": 1, "known_parties": 2, "email_enabled": 3, "none": 4}
 """`incomingemailfilteringmethod` value of each `track` option."""
 MAX_TRACKED_FOLDERS = 25
@@ -149,6 +151,11 @@ class TrackingSettings(BaseModel):
     unresolve_on_multiple_match: bool = False  # recipients
     unresolve_sender_on_multiple_match: bool = False
     max_attempts: int = Field(5, ge=1, le=50)  # then "<category> (Undeliverable)"
+    # appointments and tasks (server-side-sync.md §2.8, §4.1): `all` writes every synced event / To Do task (no decision rows);
+    # `category` writes only those carrying the mailbox's tracking category. Removing the category untracks the item without
+    # deleting its record: the record is kept and unlinked (later changes and deletes in Outlook no longer reach it).
+    events: ItemTracking = "all"
+    tasks: ItemTracking = "all"
 
 
 class Settings(BaseSettings):

@@ -120,6 +120,8 @@ class SyncEngine:
                 return await self._sync_mailbox(address, wanted, full, progress)
 
         report.mailboxes = list(await asyncio.gather(*(one(a) for a in addresses)))
+        if "mail" in wanted:
+            await self.mail_hook.end_run(self.client)
         report.finished_at = _now()
         report.seconds = round(time.perf_counter() - started, 3)
         return report
@@ -255,7 +257,7 @@ class SyncEngine:
                 mapped.append((gid, item, records))
         written = 0
         links = self.store.links_for(mb.address, c.kind, [gid for gid, _, _ in mapped] + removals)
-        hook = self.mail_hook if c.resource == "mail" else None
+        hook: MailHook | None = self.mail_hook  # every resource: the hook decides by c.resource (tracking: mail, events, tasks)
         # A hook that reads the store (tracking correlates against earlier emails) sees each message
         # written before the next is evaluated; otherwise the page is written in one batch.
         per_item = hook is not None and hook.reads_store
@@ -292,6 +294,8 @@ class SyncEngine:
             if pending:
                 tx.upsert_records(pending)
             tx.link_items(mb.address, c.kind, link_rows, container=c.container, seen_round=round_id)
+            if removals and hook is not None:
+                hook.removed(tx, mb.address, c, removals)
             for gid in removals:
                 link = links.get(gid)
                 if link is None or link.deleted or link.container != c.container:

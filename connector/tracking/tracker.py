@@ -16,6 +16,13 @@ earlier tracked mail, resolves its parties, sets the regarding record, and write
 5. A message tracked earlier stays tracked.
 6. Otherwise the To/Cc recipients are resolved to users and queues, and the message is tracked when
    any of their `track` options accepts it (Bcc and distribution-list copies: only `all`).
+
+Calendar events and To Do tasks (`tracking.events`, `tracking.tasks`): with `all` (the default) every
+synced one is written as mapped and no decision is recorded; with `category` only those carrying the
+mailbox's tracking category are written, each evaluated one gets a decision row (`messageid` = the
+event's iCalUId, `folder` = the calendar or list), and one that loses the category is untracked: its
+record is kept and unlinked, so neither later changes nor a delete in Outlook nor a full-round
+reconciliation touch it (server-side-sync.md §2.8). Contacts are never category-tracked.
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable
 from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from ..graph.client import Page
 from ..mapping.keys import uuid5_str
 from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
@@ -72,6 +80,7 @@ def _now() -> str:
 
 
 _BATCH = 20  # messages per JSON batch when re-fetching (Graph's limit)
+_SEEN_CAP = 5_000  # per mailbox: untracked messages of this run kept for the late re-check (instead of fetching them again)
 _GID_SLOT = "GraphMessageIdSlot7f3a"  # stands for the message id in the cached message URL
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=(",", ":")) without a new encoder per call
 _NEW_ROW = 1 << 62  # rowid order of emails a page inserts: after every stored row, in the order they are written
@@ -199,6 +208,10 @@ class Tracker(MailHook):
         self._mailboxes: dict[str, _MailboxState] = {}
         self._run_started = _now()
         self._failed_now: set[tuple[str, str]] = set()
+        # mailbox -> graph id -> (message as synced in this run, its container): late re-check candidates, most recent last
+        self._seen: dict[str, OrderedDict[str, tuple[dict[str, Any], Container]]] = {}
+        self._tracked_count = 0  # emails tracked so far in the run
+        self._rechecked: dict[str, tuple[str, str, int]] = {}  # mailbox -> (address, user id, _tracked_count at its late re-check)
         self._pending: list[tuple[Any, ...]] = []  # decision rows of the page, written by page_done
         self._pending_tx: Any = None
         self._queue_filter: dict[str, str] | None = None
@@ -251,6 +264,8 @@ class Tracker(MailHook):
         self._queue_filter = None
         self._mailboxes = {}
         self._res_cache, self._res_index, self._options = {}, None, {}
+        self._seen = {}
+        self._tracked_count, self._rechecked = 0, {}
 
     @property
     def index(self) -> PartyIndex:
@@ -395,6 +410,10 @@ class Tracker(MailHook):
     # the page's view of the store ---------------------------------------------------------------
     def prepare_page(self, tx: Any, mailbox: str, container: Container, items: list[dict[str, Any]]) -> None:
         """Load what the page's messages need in a few queries: earlier decisions and the stored emails they may correlate with."""
+        if container.resource != "mail":
+            if self._item_mode(container) == "category":
+                self._load_prev(self._page_of(tx), mailbox.lower(), [str(item.get("id")) for item in items])
+            return
         page = self._page_of(tx)
         mb = mailbox.lower()
         gids = [str(item.get("id")) for item in items]
@@ -576,7 +595,10 @@ class Tracker(MailHook):
 
     # the decision -------------------------------------------------------------------------------
     def evaluate(self, tx: Any, mailbox: str, user_id: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
-        """Decide one message: the records to write ([] = not tracked), with its decision row written in `tx`."""
+        """Decide one message (or, per `tracking.events` / `tracking.tasks`, one event or task): the records to write
+        ([] = not tracked), with its decision row written in `tx`."""
+        if container.resource != "mail":
+            return self._evaluate_item(tx, mailbox, container, item, records)
         if not records or records[0].table != "email":
             return records
         st = self._state(mailbox)
@@ -659,7 +681,11 @@ class Tracker(MailHook):
         if not tracked:
             self._record(mb, gid, messageid, subject, container.label, False, None, reason, prev[3] if prev else None, corr.method,
                          corr.activityid, None, None, None, party_json, thread, tx)
+            if thread is not None:
+                self._remember_seen(mb, gid, item, container)
             return []
+        self._forget_seen(mb, gid)
+        self._tracked_count += 1
 
         # one email per Message-ID; internal mail makes a sent and a received activity when configured
         key = email.key
@@ -723,6 +749,63 @@ class Tracker(MailHook):
         self._record(mb, gid, messageid, subject, container.label, True, tracked_by, reason, key, corr.method, corr.activityid,
                      regarding, regarding_why, accepting, party_json, thread, tx)
         return out
+
+    # events and tasks ----------------------------------------------------------------------------
+    def _item_mode(self, container: Container) -> str:
+        """`tracking.events` for calendar containers, `tracking.tasks` for To Do lists, `all` for anything else (contacts)."""
+        if container.resource == "calendar":
+            return self.cfg.events
+        if container.resource == "tasks":
+            return self.cfg.tasks
+        return "all"
+
+    def _evaluate_item(self, tx: Any, mailbox: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
+        """Category tracking of an event or a task (`category` mode): written only while it carries the tracking category.
+
+        One that is not tracked and was written before (tracked by the category, or synced under `all`) is untracked: its
+        record is kept and its link marked deleted, so later changes, an Outlook delete or a full-round reconciliation
+        leave the record alone. Adding the category again tracks (and links) it again."""
+        mode = self._item_mode(container)
+        if mode != "category" or not records:
+            return records
+        st = self._state(mailbox)
+        _, _, cat_name, cat_low = self._mailbox_config(st)
+        categories = item.get("categories") or ()
+        by_category = any(isinstance(c, str) and c.lower() == cat_low for c in categories)
+        page = self._page_of(tx)
+        mb = st.key
+        gid = str(item.get("id"))
+        pk = (mb, gid)
+        if pk not in page.prev:
+            self._load_prev(page, mb, [gid])
+        prev = page.prev[pk]
+        calendar = container.resource == "calendar"
+        setting = f"tracking.{'events' if calendar else 'tasks'} = category"
+        subject = item.get("subject") if calendar else item.get("title")
+        uid = item.get("iCalUId") if calendar else None
+        key = records[0].key
+        if by_category:
+            reason = f"category {cat_name!r} ({setting})"
+            if prev is not None and not prev[0] and prev[3]:
+                reason += "; tracked again"
+            self._record(mb, gid, uid, subject, container.label, True, "category", reason, key, None, None, None, None, None, "[]", None, tx)
+            return records
+        link = tx.execute("SELECT deleted FROM item_link WHERE mailbox = ? AND resource = ? AND graph_id = ?",
+                          (mailbox, container.kind, gid)).fetchone()
+        linked = link is not None and not link[0]
+        kept: str | None = None
+        if prev is not None and prev[0]:
+            reason, kept = f"category {cat_name!r} removed: untracked (the record is kept)", prev[3] or key
+        elif linked:
+            reason, kept = f"no category {cat_name!r} ({setting}): untracked; the record written earlier is kept", key
+        elif prev is not None and prev[3]:
+            reason, kept = f"no category {cat_name!r} ({setting}); untracked earlier: the record is kept, not updated", prev[3]
+        else:
+            reason = f"no category {cat_name!r} ({setting})"
+        if linked:
+            tx.mark_link_deleted(mailbox, container.kind, gid)  # unlinked: an Outlook delete or a reconciliation no longer reaches the record
+        self._record(mb, gid, uid, subject, container.label, False, None, reason, kept, None, None, None, None, None, "[]", None, tx)
+        return []
 
     def _canonical(self, values: dict[str, Any]) -> dict[str, Any]:
         """A new email's values with every column evaluate may set, in one order (None = not set, as an INSERT leaves it)."""
@@ -1023,6 +1106,8 @@ class Tracker(MailHook):
     # failures and the Undeliverable category -------------------------------------------------------
     def failed(self, tx: Any, mailbox: str, container: Container, graph_id: str, reason: str, item: dict[str, Any]) -> None:
         """A message that could not become a record (quarantined): count an attempt; retried in later runs."""
+        if container.resource != "mail":
+            return  # events and tasks are not retried or tagged: the engine's quarantine (sync_error) has them
         st = self._state(mailbox)
         place, _ = self._place(st, container)
         if place == "other" and not any(isinstance(c, str) and c.lower() == self._cat for c in item.get("categories") or ()):
@@ -1044,12 +1129,75 @@ class Tracker(MailHook):
                 await self._retry(client, mailbox, user_id, gid, attempts, limiter, fetched=fetched)
             except Exception as exc:  # noqa: BLE001 - a retry must never fail the run
                 log.warning("%s: retrying %s failed: %s", mailbox, gid, exc)
-        late = [(gid, 0) for gid in self._late_matches(mailbox)]
-        async for gid, _, fetched in self._fetch_ahead(client, user_id, late, limiter):
-            try:
-                await self._retry(client, mailbox, user_id, gid, 0, limiter, late=True, fetched=fetched)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("%s: re-evaluating %s failed: %s", mailbox, gid, exc)
+        await self._late_recheck(client, mailbox, user_id, limiter, self._seen.pop(mailbox.lower(), None) or {})
+
+    async def end_run(self, client: Any) -> None:
+        """The late re-check again for mailboxes whose re-check ran before emails were tracked elsewhere in the run (a parent
+        tracked by a mailbox synced later): one more pass, mailboxes `parallel_mailboxes` at a time, messages fetched again."""
+        todo = [v for v in self._rechecked.values() if v[2] < self._tracked_count]
+        self._rechecked = {}
+        if not todo:
+            return
+        gate = asyncio.Semaphore(self.settings.parallel_mailboxes)
+
+        async def one(address: str, user_id: str) -> None:
+            async with gate:
+                try:
+                    await self._late_recheck(client, address, user_id, asyncio.Semaphore(self.settings.mailbox_concurrency), {}, final=True)
+                except Exception as exc:  # noqa: BLE001 - never fails the run
+                    log.warning("%s: late re-check at the end of the run failed: %s", address, exc)
+
+        await asyncio.gather(*(one(address, user_id) for address, user_id, _ in todo))
+
+    async def _late_recheck(self, client: Any, mailbox: str, user_id: str, limiter: Any, seen: dict[str, tuple[dict[str, Any], Container]],
+                            *, final: bool = False) -> None:
+        """Re-evaluate this run's unmatched messages whose thread now has a tracked email; `seen`: copies synced in this run
+        (used instead of fetching them again)."""
+        before, own = self._tracked_count, 0
+        late = self._late_matches(mailbox)
+        misses = [(gid, 0) for gid in late if gid not in seen]  # only these are fetched again
+        ahead = self._fetch_ahead(client, user_id, misses, limiter)
+        try:
+            for gid in late:
+                hit = seen.get(gid)
+                if hit is not None:
+                    fetched, container = _done(Page(hit[0], 0)), hit[1]
+                else:
+                    _, _, fetched = await ahead.__anext__()
+                    container = None
+                try:
+                    own += await self._retry(client, mailbox, user_id, gid, 0, limiter, late=True, fetched=fetched, container=container)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("%s: re-evaluating %s failed: %s", mailbox, gid, exc)
+        finally:
+            await ahead.aclose()
+        if not final:  # end_run re-checks it when other mailboxes tracked email after `late` was read (its own re-evaluations aside)
+            self._rechecked[mailbox.lower()] = (mailbox, user_id, before + own)
+
+    def _remember_seen(self, mb: str, gid: str, item: dict[str, Any], container: Container) -> None:
+        """Keep an untracked message of this run for the late re-check (the last `_SEEN_CAP` per mailbox)."""
+        seen = self._seen.get(mb)
+        if seen is None:
+            seen = self._seen[mb] = OrderedDict()
+        seen[gid] = (item, container)
+        seen.move_to_end(gid)
+        if len(seen) > _SEEN_CAP:
+            seen.popitem(last=False)
+
+    def _forget_seen(self, mb: str, gid: str) -> None:
+        seen = self._seen.get(mb)
+        if seen:
+            seen.pop(gid, None)
+
+    def removed(self, tx: Any, mailbox: str, container: Container, graph_ids: list[str]) -> None:
+        """Messages gone from a container: their copy kept for the late re-check is stale (the re-check fetches them instead)."""
+        seen = self._seen.get(mailbox.lower())
+        if not seen:
+            return
+        for gid in graph_ids:
+            hit = seen.get(gid)
+            if hit is not None and hit[1].container == container.container:
+                del seen[gid]
 
     async def _fetch_ahead(self, client: Any, user_id: str, todo: list[tuple[str, int]], limiter: Any) -> AsyncIterator[tuple[str, int, Any]]:
         """Each (gid, attempts) of `todo` with an awaitable of its message: fetched 20 at a time in JSON batches (the next batch is
@@ -1168,10 +1316,11 @@ class Tracker(MailHook):
             hits.update(g for (g,) in found)
 
     async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, late: bool = False,
-                     fetched: Any = None) -> None:
+                     fetched: Any = None, container: Container | None = None) -> bool:
         """Fetch one message again and re-evaluate it (a failed one, or `late`: one whose thread got a tracked email).
 
-        `fetched`: the message's GET, already sent (`_fetch_ahead`)."""
+        `fetched`: the message's GET, already sent (`_fetch_ahead`), or the copy synced earlier in this run (then `container`
+        is where it was synced). True when it is now tracked."""
         from ..errors import GraphError
         from ..mapping import MappingContext, RecordInvalid
 
@@ -1184,10 +1333,10 @@ class Tracker(MailHook):
             if getattr(exc, "status", None) == 404:
                 with self.store.transaction() as tx:
                     tx.execute("UPDATE tracking_attempt SET status = 'gone', updated_at = ? WHERE mailbox = ? AND graph_id = ?", (_now(), mailbox.lower(), gid))
-                return
+                return False
             raise
         st = self._state(mailbox)
-        container = st.containers.get(str(item.get("parentFolderId")))
+        container = st.containers.get(str(item.get("parentFolderId"))) or container
         error: str | None = None
         if self.mappings is not None and container is not None:
             try:
@@ -1207,9 +1356,9 @@ class Tracker(MailHook):
                     else:
                         tx.execute("UPDATE tracking_attempt SET status = 'done', updated_at = ? WHERE mailbox = ? AND graph_id = ?",
                                    (_now(), mailbox.lower(), gid))
-                return
+                return bool(out)
         if late:
-            return
+            return False
         else:
             error = "cannot re-map the message here"
         attempts += 1
@@ -1217,7 +1366,7 @@ class Tracker(MailHook):
             with self.store.transaction() as tx:
                 tx.execute("UPDATE tracking_attempt SET attempts = ?, last_error = ?, updated_at = ? WHERE mailbox = ? AND graph_id = ?",
                            (attempts, error, _now(), mailbox.lower(), gid))
-            return
+            return False
         cat = self.settings.mailbox(mailbox).category or self.cfg.category
         bad = f"{cat} (Undeliverable)"
         await self._ensure_category(client, u, bad, limiter)
@@ -1230,6 +1379,7 @@ class Tracker(MailHook):
             tx.execute("UPDATE tracking_attempt SET attempts = ?, last_error = ?, status = 'undeliverable', updated_at = ? WHERE mailbox = ? AND graph_id = ?",
                        (attempts, error, _now(), mailbox.lower(), gid))
             self._alert(tx, mailbox, 2, "Undeliverable", f"message {gid} failed {attempts} times ({error}); tagged {bad!r}")
+        return False
 
     async def _ensure_category(self, client: Any, u: Any, name: str, limiter: Any) -> None:
         from msgraph.generated.models.category_color import CategoryColor

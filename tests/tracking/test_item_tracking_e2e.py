@@ -1,0 +1,177 @@
+"""Category tracking of events and To Do tasks (`tracking.events` / `tracking.tasks`), and the late re-check's reuse of
+messages already synced in the run: the real engine against the emulator."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from connector.tracking import tracker as tracker_module
+
+from .conftest import TrackRunner, ext, hdr, scenario
+
+CAT = "Tracked to Dynamics 365"
+ADELE = "adele@contoso.com"
+ADELE_FROM = {"emailAddress": {"name": "Adele Vance", "address": ADELE}}
+
+
+def _day(offset: int, hour: int = 9) -> dict[str, str]:
+    d = datetime.now(timezone.utc).replace(hour=hour, minute=0, second=0, microsecond=0) + timedelta(days=offset)
+    return {"dateTime": d.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+
+
+def event(subject: str, day: int, **more: Any) -> dict[str, Any]:
+    return {"subject": subject, "start": _day(day), "end": _day(day, 10), **more}
+
+
+def pim_scenario() -> dict[str, Any]:
+    s = scenario()
+    s["users"][0]["todo"] = {"lists": [{"displayName": "Tasks", "wellknownListName": "defaultList", "tasks": []},
+                                       {"displayName": "Renewals", "tasks": []}]}
+    return s
+
+
+def appointment(r: TrackRunner, subject: str) -> list[tuple[Any, ...]]:
+    return r.rows("SELECT subject, statecode FROM appointment WHERE subject = ?", subject)
+
+
+def test_events_with_the_category_are_tracked_and_removing_it_untracks_without_cancelling(tracking_for: Any) -> None:
+    r: TrackRunner = tracking_for(pim_scenario())
+    opts = {"resources": ["calendar"], "tracking": {"events": "category"}}
+    review = r.emu.add_event(ADELE, event("Fabrikam review", 3, categories=[CAT]))
+    dentist = r.emu.add_event(ADELE, event("Dentist", 4))
+    r.sync(**opts)
+    assert appointment(r, "Fabrikam review") == [("Fabrikam review", 3)] and appointment(r, "Dentist") == []
+    d = r.one("Fabrikam review")
+    assert d["tracked"] and d["tracked_by"] == "category" and "tracking.events = category" in d["reason"] and d["folder"] == "Calendar"
+    d = r.one("Dentist")
+    assert d["tracked"] is False and "no category" in d["reason"]
+
+    # category added -> tracked; category removed -> untracked, the record stays
+    r.emu.update_event(ADELE, dentist["id"], {"categories": ["Personal", CAT]})
+    r.emu.update_event(ADELE, review["id"], {"categories": ["Other"]})
+    r.sync(**opts)
+    assert appointment(r, "Dentist") == [("Dentist", 3)] and r.one("Dentist")["tracked"]
+    d = r.one("Fabrikam review")
+    assert d["tracked"] is False and "removed" in d["reason"] and d["activityid"]
+    assert appointment(r, "Fabrikam review") == [("Fabrikam review", 3)]
+
+    # untracked: later changes are not applied, and deleting it in Outlook does not cancel the appointment
+    r.emu.update_event(ADELE, review["id"], {"subject": "Fabrikam review (moved)"})
+    r.sync(**opts)
+    assert appointment(r, "Fabrikam review") == [("Fabrikam review", 3)] and appointment(r, "Fabrikam review (moved)") == []
+    r.emu.delete_event(ADELE, review["id"])
+    rep = r.sync(**opts)
+    assert appointment(r, "Fabrikam review") == [("Fabrikam review", 3)]
+    assert next(m for m in rep.mailboxes if m.address == ADELE).resource("calendar").deleted == 0
+    # a tracked one still follows Outlook: deleted -> Canceled, as today
+    r.emu.delete_event(ADELE, dentist["id"])
+    r.sync(**opts)
+    assert appointment(r, "Dentist") == [("Dentist", 2)]
+
+
+def test_tasks_with_the_category_are_tracked_and_untracked_ones_survive_a_full_resync(tracking_for: Any) -> None:
+    r: TrackRunner = tracking_for(pim_scenario())
+    opts = {"resources": ["tasks"], "tracking": {"tasks": "category"}}
+    call = r.emu.add_task(ADELE, "Renewals", {"title": "Call Dana", "categories": [CAT]})
+    milk = r.emu.add_task(ADELE, "Tasks", {"title": "Buy milk"})
+    r.sync(**opts)
+    assert r.rows("SELECT subject FROM task ORDER BY subject") == [("Call Dana",)]
+    d = r.one("Call Dana")
+    assert d["tracked"] and d["tracked_by"] == "category" and "tracking.tasks = category" in d["reason"]
+    assert r.one("Buy milk")["tracked"] is False
+
+    r.emu.update_task(ADELE, "Renewals", call["id"], {"categories": []})
+    r.emu.update_task(ADELE, "Tasks", milk["id"], {"categories": [CAT]})
+    r.sync(**opts)
+    d = r.one("Call Dana")
+    assert d["tracked"] is False and "removed" in d["reason"]
+    assert r.rows("SELECT subject FROM task ORDER BY subject") == [("Buy milk",), ("Call Dana",)]  # untracked, not deleted
+
+    # changes no longer reach it, and a full resync (the delta token lost: reconciliation) keeps it although tasks are deleted
+    r.emu.update_task(ADELE, "Renewals", call["id"], {"title": "Call Dana today"})
+    r.emu.evict_sync_state(ADELE)
+    rep = r.sync(**opts)
+    tasks_rep = next(m for m in rep.mailboxes if m.address == ADELE).resource("tasks")
+    assert tasks_rep.resyncs >= 1 and tasks_rep.deleted == 0
+    assert r.rows("SELECT subject FROM task ORDER BY subject") == [("Buy milk",), ("Call Dana",)]
+    assert "untracked earlier" in r.one("Call Dana")["reason"]
+
+    # the category again: tracked again and up to date; then an Outlook delete deletes it (tracked tasks follow Outlook)
+    r.emu.update_task(ADELE, "Renewals", call["id"], {"categories": [CAT]})
+    r.sync(**opts)
+    d = r.one("Call Dana today")
+    assert d["tracked"] and "tracked again" in d["reason"]
+    assert r.rows("SELECT subject FROM task ORDER BY subject") == [("Buy milk",), ("Call Dana today",)]
+    r.emu.delete_task(ADELE, "Renewals", call["id"])
+    r.sync(**opts)
+    assert r.rows("SELECT subject FROM task ORDER BY subject") == [("Buy milk",)]
+
+
+def test_all_is_the_default_and_switching_to_category_keeps_what_was_written(tracking_for: Any) -> None:
+    r: TrackRunner = tracking_for(pim_scenario())
+    r.emu.add_event(ADELE, event("Standup", 2))
+    r.emu.add_event(ADELE, event("Customer call", 2, categories=[CAT]))
+    plain = r.emu.add_task(ADELE, "Tasks", {"title": "Plain task"})
+    r.emu.add_contact(ADELE, {"givenName": "Kim", "surname": "Akers", "categories": [CAT]})
+    r.sync(resources=["calendar", "tasks", "contacts"])
+    assert sorted(s for (s,) in r.rows("SELECT subject FROM appointment")) == ["Customer call", "Standup"]
+    assert r.rows("SELECT subject FROM task") == [("Plain task",)]
+    assert r.rows("SELECT lastname FROM contact WHERE lastname = 'Akers'") == [("Akers",)]
+    assert r.rows("SELECT COUNT(*) FROM tracking_decision") == [(0,)]  # `all`: written as mapped, nothing to explain
+
+    # switching to `category`: what was written without the category is kept (unlinked), not deleted or cancelled
+    opts = {"resources": ["calendar", "tasks"], "tracking": {"events": "category", "tasks": "category"}}
+    r.emu.update_task(ADELE, "Tasks", plain["id"], {"title": "Plain task, renamed"})
+    r.emu.evict_sync_state(ADELE)
+    r.sync(**opts)
+    assert r.rows("SELECT subject, statecode FROM appointment WHERE subject = 'Standup'") == [("Standup", 3)]
+    assert r.rows("SELECT subject FROM task") == [("Plain task",)]
+    assert "the record written earlier is kept" in r.one("Plain task, renamed")["reason"]
+    assert r.one("Customer call")["tracked"] and r.one("Standup")["tracked"] is False
+
+
+def test_category_tracking_is_per_mailbox_category(tracking_for: Any) -> None:
+    r: TrackRunner = tracking_for(pim_scenario())
+    r.emu.add_event(ADELE, event("Board", 5, categories=["CRM"]))
+    r.emu.add_event(ADELE, event("Lunch", 5, categories=[CAT]))
+    r.sync(resources=["calendar"], tracking={"events": "category"},
+           mailboxes=[{"address": ADELE, "category": "CRM"}, {"address": "bob@contoso.com"}])
+    assert [s for (s,) in r.rows("SELECT subject FROM appointment")] == ["Board"]
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_late_recheck_reuses_messages_synced_in_the_run(tracking_for: Any, monkeypatch: Any, cached: bool) -> None:
+    """A reply in the Inbox is synced before its parent in Sent Items gets tracked (one request at a time: the Inbox comes
+    first); the late re-check then tracks it from the copy synced in the run, fetching it again only when it is not kept."""
+    if not cached:
+        monkeypatch.setattr(tracker_module, "_SEEN_CAP", 0)
+    r: TrackRunner = tracking_for()
+    mid = "<quote-77@contoso.com>"
+    r.emu.deliver(ADELE, {"folder": "sentitems", "subject": "Quote 77", "from": ADELE_FROM, "internetMessageId": mid, "categories": [CAT],
+                          "toRecipients": [{"emailAddress": {"address": "dana@fabrikam.com"}}]})
+    r.emu.deliver(ADELE, ext("RE: Quote 77", internetMessageHeaders=hdr(In_Reply_To=mid)))
+    r.emu.deliver(ADELE, ext("Unrelated 77"))
+    before = len(r.emu.request_log)
+    r.sync(mailbox_concurrency=1, mailboxes=[{"address": ADELE}])
+    d = r.one("RE: Quote 77")
+    assert d["tracked"] and d["correlationmethod"] == 3 and "re-evaluated after the rest of its thread synced" in d["reason"]
+    assert r.one("Unrelated 77")["tracked"] is False
+    gets = [e for e in r.emu.request_log[before:] if "/messages/" in e["path"] and "delta" not in e["path"] or e["path"].endswith("$batch")]
+    assert (gets == []) is cached, gets
+
+
+def test_a_parent_tracked_by_a_mailbox_synced_later_in_the_run_tracks_the_reply(tracking_for: Any) -> None:
+    """Adele's mailbox is synced (and re-checked) before Bob's tracks the parent: the end of the run re-checks Adele's reply."""
+    r: TrackRunner = tracking_for()
+    mid = "<offer-12@contoso.com>"
+    r.emu.deliver(ADELE, ext("RE: Offer 12", internetMessageHeaders=hdr(In_Reply_To=mid)))
+    r.emu.deliver("bob@contoso.com", {"folder": "sentitems", "subject": "Offer 12", "internetMessageId": mid, "categories": [CAT],
+                                      "from": {"emailAddress": {"name": "Bob Kelly", "address": "bob@contoso.com"}},
+                                      "toRecipients": [{"emailAddress": {"address": "dana@fabrikam.com"}}]})
+    r.sync(parallel_mailboxes=1, mailboxes=[{"address": ADELE}, {"address": "bob@contoso.com"}])
+    assert r.one("Offer 12", "bob@contoso.com")["tracked"]
+    d = r.one("RE: Offer 12")
+    assert d["tracked"] and d["correlationmethod"] == 3 and "re-evaluated after the rest of its thread synced" in d["reason"]

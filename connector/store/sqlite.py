@@ -25,6 +25,7 @@ from connector.mapping.schema_data import TableInfo, load_tables
 from connector.store.schema import MIGRATIONS, STORE_SCHEMA_VERSION, create_table_sql, ident, sql_type
 
 PAYLOAD_EXCERPT_CHARS = 2000
+CACHE_KIB = 32 * 1024  # SQLite page cache per connection
 ACTIVITY_PARTY = "activityparty"
 POLICY_STATE_LABEL = {"deactivate": "Inactive", "cancel": "Canceled"}
 
@@ -90,6 +91,9 @@ class SqliteStore:
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        # Record keys are UUIDs, so inserts land all over the B-trees; SQLite's default 2 MB page
+        # cache makes that I/O-bound once a store outgrows it (sync throughput fell ~30% by 100k messages).
+        self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self._in_tx = False
         self._columns: dict[str, set[str]] = {}
         self._lookup_indexes: set[tuple[str, str]] = set()

@@ -257,32 +257,29 @@ class SyncEngine:
                 mapped.append((gid, item, records))
         written = 0
         links = self.store.links_for(mb.address, c.kind, [gid for gid, _, _ in mapped] + removals)
-        hook: MailHook | None = self.mail_hook  # every resource: the hook decides by c.resource (tracking: mail, events, tasks)
+        hook = self.mail_hook  # every resource: the hook decides by c.resource (tracking: mail, events, tasks)
         # A hook that reads the store (tracking correlates against earlier emails) sees each message
         # written before the next is evaluated; otherwise the page is written in one batch.
-        per_item = hook is not None and hook.reads_store
+        per_item = hook.reads_store
         pending: list[Record] = []
         batched: set[tuple[str, str]] = set()  # (table, key) of the hook's records in `pending`
         link_rows: list[tuple[str, str, str, str | None]] = []
         with self.store.transaction() as tx:
-            if hook is not None:
-                hook.prepare_page(tx, mb.address, c, [item for _, item, _ in mapped])
+            hook.prepare_page(tx, mb.address, c, [item for _, item, _ in mapped])
             for gid, item, records in mapped:
-                if hook is not None:
-                    records = hook.evaluate(tx, mb.address, mb.user_id, c, item, records)
-                    if not records:
-                        continue  # not tracked: the hook recorded why
+                records = hook.evaluate(tx, mb.address, mb.user_id, c, item, records)
+                if not records:
+                    continue  # not tracked: the hook recorded why
                 if per_item:
                     tx.upsert_records(records)
                 else:
-                    if hook is not None:
-                        # two messages of the page writing the same record (copies of one Message-ID): the earlier one is written
-                        # first, so the batch ends as writing each message in turn would
-                        rk = (records[0].table, records[0].key)
-                        if rk in batched:
-                            tx.upsert_records(pending)
-                            pending, batched = [], set()
-                        batched.add(rk)
+                    # two messages of the page writing the same record (copies of one Message-ID): the earlier one is
+                    # written first, so the batch ends as writing each message in turn would
+                    rk = (records[0].table, records[0].key)
+                    if rk in batched:
+                        tx.upsert_records(pending)
+                        pending, batched = [], set()
+                    batched.add(rk)
                     pending.extend(records)
                 link_rows.append((gid, records[0].table, records[0].key, item.get("changeKey")))
                 link = links.get(gid)
@@ -294,7 +291,7 @@ class SyncEngine:
             if pending:
                 tx.upsert_records(pending)
             tx.link_items(mb.address, c.kind, link_rows, container=c.container, seen_round=round_id)
-            if removals and hook is not None:
+            if removals:
                 hook.removed(tx, mb.address, c, removals)
             for gid in removals:
                 link = links.get(gid)
@@ -307,10 +304,8 @@ class SyncEngine:
             for gid, reason, item in quarantined:
                 tx.quarantine(mb.address, c.kind, gid, reason, item)
                 rrep.quarantined += 1
-                if hook is not None:
-                    hook.failed(tx, mb.address, c, gid, reason, item)
-            if hook is not None:
-                hook.page_done(tx)  # the hook's buffered rows (tracking decisions), in this page's transaction
+                hook.failed(tx, mb.address, c, gid, reason, item)
+            hook.page_done(tx)  # the hook's buffered rows (tracking decisions), in this page's transaction
             if page.delta_link and round_id is not None:
                 for link in self.store.unseen_links(mb.address, c.kind, c.container, round_id):
                     if self._remove(tx, c, link.table, link.record_key):

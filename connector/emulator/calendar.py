@@ -707,6 +707,15 @@ def calendar_json(mb: Mailbox) -> dict[str, Any]:
     }
 
 
+def remove_event(mb: Mailbox, event_id: str) -> None:
+    """DELETE on an event id: a series or single event goes; an occurrence id cancels that occurrence."""
+    item, inst = find_event(mb, event_id)
+    if inst is not None:
+        cancel_occurrence(mb, item, inst)
+    else:
+        delete_event(mb, item)
+
+
 def register(router: Router, control: Router, state: EmulatorState) -> None:
     """Add the calendar routes and the calendar control routes."""
     view_delta = CalendarViewDelta()
@@ -801,12 +810,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
         return json_response({"@odata.context": f"{request.graph_base}/$metadata#users('{mb.id}')/events/$entity", **out(item, inst, view)}, headers=_headers(view, request))
 
     async def delete_event_route(request: Request) -> Response:
-        mb = mb_of(request)
-        item, inst = find_event(mb, request.params["event"])
-        if inst is not None:
-            cancel_occurrence(mb, item, inst)
-        else:
-            delete_event(mb, item)
+        remove_event(mb_of(request), request.params["event"])
         return empty(204)
 
     async def events_delta(request: Request) -> Response:
@@ -863,12 +867,7 @@ def register_control(control: Router, state: EmulatorState) -> None:
         return json_response(event_json(item, View()))
 
     async def delete(request: Request) -> Response:
-        mb = mb_named(request)
-        item, inst = find_event(mb, request.params["event"])
-        if inst is not None:
-            cancel_occurrence(mb, item, inst)
-        else:
-            delete_event(mb, item)
+        remove_event(mb_named(request), request.params["event"])
         return empty(204)
 
     u = "/_emulator/users/{user}/events"

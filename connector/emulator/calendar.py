@@ -46,7 +46,7 @@ from typing import Any
 
 from .delta import DeltaQuery, reject_options, select_fields
 from .http import GraphError, Request, Response, Router, bad_request, empty, iso, json_response, not_found, utcnow
-from .mail import _paged, html_to_text, preview
+from .mail import paged, html_to_text, preview
 from .recurrence import RecurrenceError, fmt_local, normalise, originals, overlaps, parse_local, to_utc, zone
 from .render import render
 from .state import EmulatorState
@@ -747,7 +747,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
         lo, hi = parse_window(request)
         view, select = View.of(request), select_fields(request)
         values = [out(item, inst, view, select) for _, _, _, item, inst in view_items(mb, lo, hi, masters=False)]
-        resp = _paged(request, values, f"$metadata#users('{mb.id}')/calendarView")
+        resp = paged(request, values, f"$metadata#users('{mb.id}')/calendarView")
         resp.headers.update(_headers(view, request))
         return resp
 
@@ -759,7 +759,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
         view, select = View.of(request), select_fields(request)
         insts = instances_in(mb, item, lo, hi) if inst is None and item.data.get("recurrence") else {}
         values = [instance_json(item, i, view, select) for i in insts.values()]
-        resp = _paged(request, values, f"$metadata#users('{mb.id}')/events('{request.params['event']}')/instances")
+        resp = paged(request, values, f"$metadata#users('{mb.id}')/events('{request.params['event']}')/instances")
         resp.headers.update(_headers(view, request))
         return resp
 
@@ -768,7 +768,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
         _no_filter(request)
         view, select = View.of(request), select_fields(request)
         values = [event_json(i, view, select) for i in events_coll(mb)]
-        resp = _paged(request, values, f"$metadata#users('{mb.id}')/events")
+        resp = paged(request, values, f"$metadata#users('{mb.id}')/events")
         resp.headers.update(_headers(view, request))
         return resp
 
@@ -848,17 +848,13 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
 def register_control(control: Router, state: EmulatorState) -> None:
     """`/_emulator/users/{upn}/events[/{id}]`: change events as their owner would, any property allowed."""
 
-    def mb_named(request: Request) -> Mailbox:
-        mb = state.named_mailbox(request)
-        return mb
-
     async def add(request: Request) -> Response:
-        mb = mb_named(request)
+        mb = state.named_mailbox(request)
         item = insert_event(state, mb, request.json(), strict=False)
         return json_response(event_json(item, View()), 201)
 
     async def patch(request: Request) -> Response:
-        mb = mb_named(request)
+        mb = state.named_mailbox(request)
         item, inst = find_event(mb, request.params["event"])
         if inst is not None:
             inst = update_occurrence(mb, item, inst, request.json(), strict=False)
@@ -867,7 +863,7 @@ def register_control(control: Router, state: EmulatorState) -> None:
         return json_response(event_json(item, View()))
 
     async def delete(request: Request) -> Response:
-        remove_event(mb_named(request), request.params["event"])
+        remove_event(state.named_mailbox(request), request.params["event"])
         return empty(204)
 
     u = "/_emulator/users/{user}/events"

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from .delta import CollectionDelta, DeltaQuery, reject_options, select_fields
 from .http import GraphError, Request, Response, Router, bad_request, empty, iso, json_response, not_found, utcnow
-from .mail import _paged, init_mailbox
+from .mail import paged, init_mailbox
 from .render import render
 from .state import EmulatorState
 from .store import Collection, Item, Mailbox, b64url, stable_bytes
@@ -306,7 +306,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
         parent = folder_of(mb, request)
         select = select_fields(request)
         values = [folder_json(f, select) for f in folder_coll(mb) if f.data["parentFolderId"] == parent]
-        return _paged(request, values, f"$metadata#users('{mb.id}')/contactFolders")
+        return paged(request, values, f"$metadata#users('{mb.id}')/contactFolders")
 
     async def get_folder(request: Request) -> Response:
         mb = mb_of(request)
@@ -371,7 +371,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
         select = select_fields(request)
         items = contact_coll(mb, folder_of(mb, request))
         values = [contact_json(i, request, select) for i in items]
-        return _paged(request, values, f"$metadata#users('{mb.id}')/contacts")
+        return paged(request, values, f"$metadata#users('{mb.id}')/contacts")
 
     async def get_contact(request: Request) -> Response:
         mb = mb_of(request)
@@ -417,18 +417,13 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
     router.add("DELETE", f, delete_folder, **W)
     router.add("GET", f + "/childFolders", list_folders, **R)
     router.add("POST", f + "/childFolders", create_folder_route, **W)
-    router.add("GET", f + "/contacts/delta", contacts_delta_route, **R)
-    router.add("GET", f + "/contacts", list_contacts, **R)
-    router.add("POST", f + "/contacts", create_contact, **W)
-    router.add("GET", f + "/contacts/{contact}", get_contact, **R)
-    router.add("PATCH", f + "/contacts/{contact}", patch_contact, **W)
-    router.add("DELETE", f + "/contacts/{contact}", delete_contact_route, **W)
-    router.add("GET", u + "/contacts/delta", contacts_delta_route, **R)
-    router.add("GET", u + "/contacts", list_contacts, **R)
-    router.add("POST", u + "/contacts", create_contact, **W)
-    router.add("GET", u + "/contacts/{contact}", get_contact, **R)
-    router.add("PATCH", u + "/contacts/{contact}", patch_contact, **W)
-    router.add("DELETE", u + "/contacts/{contact}", delete_contact_route, **W)
+    for base in (f, u):  # a named folder, or the default one
+        router.add("GET", base + "/contacts/delta", contacts_delta_route, **R)
+        router.add("GET", base + "/contacts", list_contacts, **R)
+        router.add("POST", base + "/contacts", create_contact, **W)
+        router.add("GET", base + "/contacts/{contact}", get_contact, **R)
+        router.add("PATCH", base + "/contacts/{contact}", patch_contact, **W)
+        router.add("DELETE", base + "/contacts/{contact}", delete_contact_route, **W)
 
     register_control(control, state)
 

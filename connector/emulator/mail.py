@@ -500,7 +500,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
         parent = resolve_folder(mb, request.params["folder"]).key if "folder" in request.params else _mail(mb).root_id
         select = select_fields(request)
         folders = [folder_json(mb, f, select) for f in folder_coll(mb) if f.data["parentFolderId"] == parent]
-        return _paged(request, folders, "$metadata#Collection(mailFolder)")
+        return paged(request, folders, "$metadata#Collection(mailFolder)")
 
     async def get_folder(request: Request) -> Response:
         mb = mb_of(request)
@@ -586,7 +586,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
             if not m:
                 raise bad_request("The emulator supports $filter=internetMessageId eq '...' on message lists.", "ErrorInvalidUrlQueryFilter")
             items = [i for i in items if i.data.get("internetMessageId") == m.group(1)]
-        return _paged(request, [message_json(i, request, select) for i in items], "$metadata#Collection(message)")
+        return paged(request, [message_json(i, request, select) for i in items], "$metadata#Collection(message)")
 
     async def get_message(request: Request) -> Response:
         mb = mb_of(request)
@@ -734,7 +734,7 @@ def _int(v: str | None) -> int | None:
     return int(v) if v and v.isdigit() else None
 
 
-def _paged(request: Request, values: list[dict[str, Any]], context: str) -> Response:
+def paged(request: Request, values: list[dict[str, Any]], context: str) -> Response:
     """Plain (non-delta) list paging with $top and $skip."""
     top = _int(request.query.get("$top")) or request.prefer.maxpagesize or 10
     skip = _int(request.query.get("$skip")) or 0

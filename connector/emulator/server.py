@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from urllib.parse import unquote
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -246,5 +246,3 @@ def make_app(dispatcher: Dispatcher) -> web.Application:
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
-
-Seeder = Callable[[EmulatorState], None]

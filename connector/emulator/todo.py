@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from ..mapping.timezones import zone
 from .delta import CollectionDelta, DeltaQuery, reject_options, select_fields
 from .http import Request, Response, Router, bad_request, empty, json_response, not_found, utcnow
-from .mail import _paged
+from .mail import paged
 from .render import render
 from .state import EmulatorState
 from .store import Collection, Item, Mailbox, b64url, stable_bytes
@@ -315,7 +315,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
     async def list_lists(request: Request) -> Response:
         mb = mb_of(request)
         select = select_fields(request)
-        return _paged(request, [list_json(i, select) for i in list_coll(mb)], f"$metadata#users('{mb.id}')/todo/lists")
+        return paged(request, [list_json(i, select) for i in list_coll(mb)], f"$metadata#users('{mb.id}')/todo/lists")
 
     async def get_list(request: Request) -> Response:
         mb = mb_of(request)
@@ -389,7 +389,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
             want = m.group(2)
             items = [i for i in items if (i.data["status"] == want) == (m.group(1).lower() == "eq")]
         values = [task_json(i, select, expand_links=expand) for i in items]
-        return _paged(request, values, f"$metadata#users('{mb.id}')/todo/lists('{lst.key}')/tasks")
+        return paged(request, values, f"$metadata#users('{mb.id}')/todo/lists('{lst.key}')/tasks")
 
     async def get_task(request: Request) -> Response:
         mb = mb_of(request)
@@ -440,7 +440,7 @@ def register(router: Router, control: Router, state: EmulatorState) -> None:
 
     async def list_links(request: Request) -> Response:
         _, _, task = task_of(request)
-        return _paged(request, list(task.hidden.get("linkedResources", [])), "$metadata#Collection(linkedResource)")
+        return paged(request, list(task.hidden.get("linkedResources", [])), "$metadata#Collection(linkedResource)")
 
     async def get_link(request: Request) -> Response:
         _, _, task = task_of(request)

@@ -30,7 +30,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter, options as graph_
 from msgraph_core import GraphClientFactory
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from ..errors import AuthError, FatalGraphError, GraphError, MalformedPageError, TransientGraphError, UnreachableError, classify
+from ..errors import FatalGraphError, GraphError, MalformedPageError, TransientGraphError, UnreachableError, classify
 from .auth import TokenProvider
 
 log = logging.getLogger("connector.graph")
@@ -198,4 +198,4 @@ class GraphClient:
         await self.tokens.close()
 
 
-__all__ = ["AuthError", "CallStats", "GraphClient", "Page"]
+__all__ = ["CallStats", "GraphClient", "Page"]

@@ -131,10 +131,10 @@ class SyncEngine:
             return [m.address for m in self.settings.mailboxes]  # type: ignore[union-attr]
         from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
-        from .resources import _cfg
+        from .resources import request_config
 
         request = self.client.sdk.users.to_get_request_information(
-            _cfg([], _params=UsersRequestBuilder.UsersRequestBuilderGetQueryParameters, select=["id", "mail", "userPrincipalName"], top=999))
+            request_config([], _params=UsersRequestBuilder.UsersRequestBuilderGetQueryParameters, select=["id", "mail", "userPrincipalName"], top=999))
         out: list[str] = []
         while True:
             page = (await self.client.get(request)).data

@@ -53,7 +53,8 @@ class Container:
         return SOURCE_OF[self.resource]
 
 
-def _cfg(prefer: list[str], **query: Any) -> RequestConfiguration[Any]:
+def request_config(prefer: list[str], **query: Any) -> RequestConfiguration[Any]:
+    """An SDK request configuration: Prefer values, and query options built by the builder's `_params` class."""
     cfg: RequestConfiguration[Any] = RequestConfiguration()
     for p in prefer:
         cfg.headers.add("Prefer", p)
@@ -96,11 +97,11 @@ class Discovery:
 
         u = self.client.sdk.users.by_user_id(user)
         folders = await self._all_pages(u.mail_folders.delta.to_get_request_information(
-            _cfg(self.prefer, _params=FolderDelta.DeltaRequestBuilderGetQueryParameters, select=["displayName", "parentFolderId"])), limiter, stats)
+            request_config(self.prefer, _params=FolderDelta.DeltaRequestBuilderGetQueryParameters, select=["displayName", "parentFolderId"])), limiter, stats)
         by_id = {f["id"]: f for f in folders if "@removed" not in f}
         well_known: dict[str, str] = {}
         for name in ("inbox", "sentitems"):
-            got = (await self.client.get(u.mail_folders.by_mail_folder_id(name).to_get_request_information(_cfg([])), limiter=limiter, stats=stats)).data
+            got = (await self.client.get(u.mail_folders.by_mail_folder_id(name).to_get_request_information(request_config([])), limiter=limiter, stats=stats)).data
             well_known[got["id"]] = name
         children: dict[str, list[str]] = {}
         for f in by_id.values():
@@ -136,7 +137,7 @@ class Discovery:
 
         def build() -> RequestInformation:
             b = self.client.sdk.users.by_user_id(user).mail_folders.by_mail_folder_id(folder_id).messages.delta
-            return b.to_get_request_information(_cfg(self.prefer, _params=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters, select=MESSAGE_SELECT))
+            return b.to_get_request_information(request_config(self.prefer, _params=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters, select=MESSAGE_SELECT))
 
         return build
 
@@ -149,7 +150,7 @@ class Discovery:
 
         def build() -> RequestInformation:
             b = self.client.sdk.users.by_user_id(user).calendar_view.delta
-            return b.to_get_request_information(_cfg(self.prefer, _params=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters,
+            return b.to_get_request_information(request_config(self.prefer, _params=DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters,
                                                      start_date_time=start.strftime(iso), end_date_time=end.strftime(iso)))
 
         key = f"calendar|{start:%Y-%m-%d}|{end:%Y-%m-%d}"
@@ -158,23 +159,23 @@ class Discovery:
     async def contacts(self, user: str, limiter: Any, stats: CallStats) -> list[Container]:
         """The default contact folder and every other contact folder."""
         u = self.client.sdk.users.by_user_id(user)
-        folders = await self._all_pages(u.contact_folders.to_get_request_information(_cfg(self.prefer)), limiter, stats)
-        out = [Container("contacts", "contacts", "Contacts", None, lambda: u.contacts.delta.to_get_request_information(_cfg(self.prefer)))]
+        folders = await self._all_pages(u.contact_folders.to_get_request_information(request_config(self.prefer)), limiter, stats)
+        out = [Container("contacts", "contacts", "Contacts", None, lambda: u.contacts.delta.to_get_request_information(request_config(self.prefer)))]
         for f in folders:
             fid = f["id"]
             out.append(Container("contacts", fid, f"Contacts/{f.get('displayName', fid)}", None,
-                                 lambda fid=fid: u.contact_folders.by_contact_folder_id(fid).contacts.delta.to_get_request_information(_cfg(self.prefer))))
+                                 lambda fid=fid: u.contact_folders.by_contact_folder_id(fid).contacts.delta.to_get_request_information(request_config(self.prefer))))
         return out
 
     async def tasks(self, user: str, limiter: Any, stats: CallStats) -> list[Container]:
         """Every To Do list (lists delta), then tasks delta per list."""
         u = self.client.sdk.users.by_user_id(user)
-        lists = await self._all_pages(u.todo.lists.delta.to_get_request_information(_cfg(self.prefer)), limiter, stats)
+        lists = await self._all_pages(u.todo.lists.delta.to_get_request_information(request_config(self.prefer)), limiter, stats)
         out = []
         for lst in lists:
             if "@removed" in lst:
                 continue
             lid = lst["id"]
             out.append(Container("tasks", lid, f"To Do/{lst.get('displayName', lid)}", None,
-                                 lambda lid=lid: u.todo.lists.by_todo_task_list_id(lid).tasks.delta.to_get_request_information(_cfg(self.prefer))))
+                                 lambda lid=lid: u.todo.lists.by_todo_task_list_id(lid).tasks.delta.to_get_request_information(request_config(self.prefer))))
         return out

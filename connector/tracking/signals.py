@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..mapping.keys import uuid5_str
+from ..mapping.transforms import email_address
 
 # HashFilterKeywords' default (server-side-sync.md §2.6) strips leading `word:` prefixes: RE:, FW:, AW:, SV: ...
 SUBJECT_PREFIX = re.compile(r"^[\s]*([\w]+\s?:[\s]*)+")
@@ -103,12 +104,10 @@ def addresses(item: dict[str, Any], *fields: str) -> list[str]:
     for f in fields:
         value = item.get(f)
         for r in value if isinstance(value, list) else (value,) if value else ():
-            a = ((r or {}).get("emailAddress") or {}).get("address")
-            if isinstance(a, str) and a.strip():
-                a = a.strip().lower()
-                if a not in seen:
-                    seen.add(a)
-                    out.append(a)
+            a = email_address(((r or {}).get("emailAddress") or {}).get("address"))  # as activityparty.addressused
+            if a is not None and a not in seen:
+                seen.add(a)
+                out.append(a)
     return out
 
 

@@ -247,12 +247,12 @@ class Tracker(MailHook):
         """Load the tenant's users with their proxy addresses (aliases), once per run; reset per-run caches."""
         from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
-        from ..sync.resources import _cfg
+        from ..sync.resources import request_config
 
         self._run_started = _now()
         users: list[dict[str, Any]] = []
         request = client.sdk.users.to_get_request_information(
-            _cfg([], _params=UsersRequestBuilder.UsersRequestBuilderGetQueryParameters, select=["id", "mail", "userPrincipalName", "proxyAddresses"], top=999))
+            request_config([], _params=UsersRequestBuilder.UsersRequestBuilderGetQueryParameters, select=["id", "mail", "userPrincipalName", "proxyAddresses"], top=999))
         while True:
             page = (await client.get(request)).data
             users.extend(page.get("value") or [])

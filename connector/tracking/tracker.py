@@ -80,6 +80,9 @@ def _now() -> str:
 
 
 _BATCH = 20  # messages per JSON batch when re-fetching (Graph's limit)
+_MAX_PASSES = 10  # end_run's late re-check passes (each must change something to need the next)
+LATE_THREAD = "the rest of its thread synced"
+LATE_CONTACT = "a contact was created for one of its parties"
 _SEEN_CAP = 5_000  # per mailbox: untracked messages of this run kept for the late re-check (instead of fetching them again)
 _GID_SLOT = "GraphMessageIdSlot7f3a"  # stands for the message id in the cached message URL
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=(",", ":")) without a new encoder per call
@@ -141,6 +144,8 @@ class Correlation:
     regarding: PartyRef | None = None
     subject: str | None = None
     detail: str = ""
+    value: Any = None  # what matched: the header message id, or "hash" / "cid" for the conversation
+    received: str | None = None  # the Message-ID, when the match is the received copy of internal mail (its sent copy may come later)
 
 
 class _Row:
@@ -210,8 +215,11 @@ class Tracker(MailHook):
         self._failed_now: set[tuple[str, str]] = set()
         # mailbox -> graph id -> (message as synced in this run, its container): late re-check candidates, most recent last
         self._seen: dict[str, OrderedDict[str, tuple[dict[str, Any], Container]]] = {}
-        self._tracked_count = 0  # emails tracked so far in the run
-        self._rechecked: dict[str, tuple[str, str, int]] = {}  # mailbox -> (address, user id, _tracked_count at its late re-check)
+        self._changes = 0  # emails newly tracked and contacts created so far in the run: what can make an earlier decision stale
+        self._own_changes: dict[str, int] = {}  # mailbox -> its share of _changes
+        self._created: set[str] = set()  # addresses given a contact in this run (auto_create_contacts)
+        self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
+        self._rechecked: dict[str, tuple[str, str, int]] = {}  # mailbox -> (address, user id, _changes its late re-check has seen)
         self._pending: list[tuple[Any, ...]] = []  # decision rows of the page, written by page_done
         self._pending_tx: Any = None
         self._queue_filter: dict[str, str] | None = None
@@ -265,7 +273,7 @@ class Tracker(MailHook):
         self._mailboxes = {}
         self._res_cache, self._res_index, self._options = {}, None, {}
         self._seen = {}
-        self._tracked_count, self._rechecked = 0, {}
+        self._changes, self._own_changes, self._created, self._received_keys, self._rechecked = 0, {}, set(), set(), {}
 
     @property
     def index(self) -> PartyIndex:
@@ -677,7 +685,7 @@ class Tracker(MailHook):
             tracked_by = "filter" if tracked else None
 
         party_json = "[" + ",".join(frags) + "]"
-        thread = self._thread_keys(sig, values) if corr.method == NONE and not auto else None
+        thread = self._thread_keys(sig, values, corr) if not auto else None
         if not tracked:
             self._record(mb, gid, messageid, subject, container.label, False, None, reason, prev[3] if prev else None, corr.method,
                          corr.activityid, None, None, None, party_json, thread, tx)
@@ -685,12 +693,14 @@ class Tracker(MailHook):
                 self._remember_seen(mb, gid, item, container)
             return []
         self._forget_seen(mb, gid)
-        self._tracked_count += 1
+        if not (prev and prev[0]):
+            self._changed(mb)
 
         # one email per Message-ID; internal mail makes a sent and a received activity when configured
         key = email.key
         if internal and not outgoing and self.cfg.two_activities_for_internal_mail:
             key = uuid5_str(_PARTY_NS, email.key + RECEIVED_SUFFIX)
+            self._received_keys.add(key)
             reason += "; internal mail: the received activity (two activities)"
         existing = self._existing(page, key)
         if existing is not None and prev is None:
@@ -735,7 +745,7 @@ class Tracker(MailHook):
         # parties
         if self.cfg.auto_create_contacts and sender_addr and not outgoing and not internal and sender_res is not None and not sender_res.refs \
                 and not sender_res.inactive and "contact" in self.store.tables:  # no record at all (not even an inactive one)
-            sender_res = resolutions[(1, sender_addr)] = self._create_contact(tx, item, sender_addr)
+            sender_res = resolutions[(1, sender_addr)] = self._create_contact(tx, mb, item, sender_addr)
             party_json = _ENCODE([res.to_dict(MASKS.get(m, str(m))) for (m, _), res in resolutions.items()])
         parties = self._parties(key, records[1:], resolutions)
         if existing is not None:
@@ -827,11 +837,22 @@ class Tracker(MailHook):
             got = self._topics[subject] = signals.topic(self.tokens.strip(subject) if ":" in subject and self.tokens.find(subject) else subject)
         return got
 
-    def _thread_keys(self, sig: _Sig, values: dict[str, Any]) -> str | None:
-        """What a later correlation pass needs, for messages nothing matched yet (their parent may sync later in the run)."""
-        if not (sig.thread_ids or sig.token or sig.chash is not None):
+    def _thread_keys(self, sig: _Sig, values: dict[str, Any], corr: Correlation) -> str | None:
+        """What a later correlation pass needs to find a better match than `corr` (the message's parent, or a closer
+        ancestor, may sync later in the run): the header ids ranked before the one matched, and the token and thread hash
+        when they rank before the method used. None when nothing could do better."""
+        method = corr.method
+        if method == SKIPPED:
             return None
-        return _ENCODE({"ids": sig.thread_ids, "h": sig.chash, "t": sig.token, "s": values.get("senton"), "m": values.get("messageid")})
+        ids = sig.thread_ids
+        if method == IN_REPLY_TO:
+            ranked = sig.reply_ids
+            ids = list(ranked[:ranked.index(corr.value)]) if corr.value in ranked else []
+        token = sig.token if method in (NONE, CONVERSATION_INDEX, SMART) else None
+        h = sig.chash if method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid") else None
+        if not (ids or token or h is not None or corr.received):
+            return None
+        return _ENCODE({"ids": ids, "h": h, "t": token, "o": corr.received, "s": values.get("senton"), "m": values.get("messageid")})
 
     @staticmethod
     def _accepts(option: str, parties: list[PartyRef], corr: Correlation) -> tuple[bool, str]:
@@ -923,13 +944,13 @@ class Tracker(MailHook):
                     continue
                 row = self._first(page, "messageid", mid, None)
                 if row:
-                    return self._match(IN_REPLY_TO, row.as_match(), f"header message id {mid}")
+                    return self._found(IN_REPLY_TO, page, row, f"header message id {mid}", mid)
         if cc.token and self.tokens.enabled:
             token = sig.token
             if token:
                 row = self._first(page, "trackingtoken", token, (key, own, sent))
                 if row:
-                    return self._match(TOKEN, row.as_match(), f"token {token}")
+                    return self._found(TOKEN, page, row, f"token {token}")
         if cc.conversation:
             h = values.get("baseconversationindexhash")
             cid = values.get("conversationtrackingid")
@@ -937,10 +958,10 @@ class Tracker(MailHook):
                 # as SQLite's multi-index OR runs `hash = h OR conversationtrackingid = cid`: the thread header's rows, then Graph's conversationId's
                 row = self._first(page, "baseconversationindexhash", h, (key, own, sent)) if h is not None else None
                 if row:
-                    return self._match(CONVERSATION_INDEX, row.as_match(), "conversationIndex thread header")
+                    return self._found(CONVERSATION_INDEX, page, row, "conversationIndex thread header", "hash")
                 row = self._first(page, "conversationtrackingid", cid, (key, own, sent)) if cid is not None else None
                 if row:
-                    return self._match(CONVERSATION_INDEX, row.as_match(), "Graph conversationId")
+                    return self._found(CONVERSATION_INDEX, page, row, "Graph conversationId", "cid")
         if cc.smart_matching:
             tx = page.tx
             sig_ = signals.subject_signature(self.tokens.strip(subject or ""), cc.smart_max_words)
@@ -963,10 +984,34 @@ class Tracker(MailHook):
                         return self._match(SMART, full, f"same subject words and at least {cc.smart_min_addresses} shared addresses")
         return Correlation(NONE, detail="no tracked email matched")
 
+    def _sent_copy(self, page: _Page, row: _Row) -> _Row:
+        """Internal mail tracked as two activities: correlate with the sent one, whichever copy synced first (so the
+        result does not depend on the order mailboxes synced in)."""
+        mid = row.messageid
+        if row.direction or mid is None:
+            return row
+        written = page.written
+        for aid in page.windex["messageid"].get(mid, ()):
+            r = written[aid]
+            if r.direction and r.messageid == mid:
+                return r
+        rows = page.stored["messageid"].get(mid)
+        if rows is None:
+            self._load_rows(page, "messageid", [mid])
+            rows = page.stored["messageid"][mid]
+        return next((r for r in rows if r.direction and r.activityid not in written), row)
+
+    def _found(self, method: int, page: _Page, row: _Row, detail: str, value: Any = None) -> Correlation:
+        row = self._sent_copy(page, row)
+        corr = self._match(method, row.as_match(), detail, value)
+        if not row.direction and row.activityid in self._received_keys:
+            corr.received = row.messageid
+        return corr
+
     @staticmethod
-    def _match(method: int, row: tuple[Any, ...], detail: str) -> Correlation:
+    def _match(method: int, row: tuple[Any, ...], detail: str, value: Any = None) -> Correlation:
         reg = PartyRef(row[2] or "", row[1]) if row[1] else None
-        return Correlation(method, row[0], reg, row[3], detail)
+        return Correlation(method, row[0], reg, row[3], detail, value)
 
     def _remember_smart(self, tx: Any, key: str, subject: str | None, item: dict[str, Any]) -> None:
         cc = self.cfg.correlation
@@ -1026,7 +1071,12 @@ class Tracker(MailHook):
                                                         "partyid": partyid, "partyobjecttypecode": ptype}))
         return merged
 
-    def _create_contact(self, tx: Any, item: dict[str, Any], address: str) -> Resolution:
+    def _changed(self, mb: str) -> None:
+        """Something other mailboxes' decisions may depend on happened in mailbox `mb` (lower-case)."""
+        self._changes += 1
+        self._own_changes[mb] = self._own_changes.get(mb, 0) + 1
+
+    def _create_contact(self, tx: Any, mailbox: str, item: dict[str, Any], address: str) -> Resolution:
         first, last = signals.split_name(signals.display_name(item), address)
         cid = str(uuid.uuid5(CONTACT_NAMESPACE, address.lower()))
         values = {"firstname": first, "lastname": last, "fullname": " ".join(p for p in (first, last) if p),
@@ -1036,6 +1086,8 @@ class Tracker(MailHook):
 
         self.index.add(address, Candidate(1, "contact", cid, True, None, "emailaddress1"))
         self._res_cache = {}  # resolutions change with the index
+        self._created.add(address.lower())
+        self._changed(mailbox)
         return Resolution(address, [PartyRef("contact", cid)], f"contact created for the unresolved sender ({values['fullname']})")
 
     # tokens --------------------------------------------------------------------------------------
@@ -1132,33 +1184,38 @@ class Tracker(MailHook):
         await self._late_recheck(client, mailbox, user_id, limiter, self._seen.pop(mailbox.lower(), None) or {})
 
     async def end_run(self, client: Any) -> None:
-        """The late re-check again for mailboxes whose re-check ran before emails were tracked elsewhere in the run (a parent
-        tracked by a mailbox synced later): one more pass, mailboxes `parallel_mailboxes` at a time, messages fetched again."""
-        todo = [v for v in self._rechecked.values() if v[2] < self._tracked_count]
-        self._rechecked = {}
-        if not todo:
-            return
+        """The late re-check again, to a fixed point, for mailboxes whose last re-check ran before something that bears on
+        their decisions happened elsewhere in the run (a parent tracked, or a contact created, by a mailbox synced later).
+        Each pass re-checks those mailboxes, `parallel_mailboxes` at a time, fetching their messages again; a pass that
+        changes nothing ends it, so the outcome does not depend on the order the mailboxes synced in."""
         gate = asyncio.Semaphore(self.settings.parallel_mailboxes)
 
         async def one(address: str, user_id: str) -> None:
             async with gate:
                 try:
-                    await self._late_recheck(client, address, user_id, asyncio.Semaphore(self.settings.mailbox_concurrency), {}, final=True)
+                    await self._late_recheck(client, address, user_id, asyncio.Semaphore(self.settings.mailbox_concurrency), {})
                 except Exception as exc:  # noqa: BLE001 - never fails the run
                     log.warning("%s: late re-check at the end of the run failed: %s", address, exc)
+                    self._rechecked.pop(address.lower(), None)
 
-        await asyncio.gather(*(one(address, user_id) for address, user_id, _ in todo))
+        for _ in range(_MAX_PASSES):
+            todo = [v for v in self._rechecked.values() if v[2] < self._changes]
+            if not todo:
+                break
+            await asyncio.gather(*(one(address, user_id) for address, user_id, _ in todo))
+        self._rechecked = {}
 
-    async def _late_recheck(self, client: Any, mailbox: str, user_id: str, limiter: Any, seen: dict[str, tuple[dict[str, Any], Container]],
-                            *, final: bool = False) -> None:
-        """Re-evaluate this run's unmatched messages whose thread now has a tracked email; `seen`: copies synced in this run
-        (used instead of fetching them again)."""
-        before, own = self._tracked_count, 0
+    async def _late_recheck(self, client: Any, mailbox: str, user_id: str, limiter: Any, seen: dict[str, tuple[dict[str, Any], Container]]) -> None:
+        """Re-evaluate this run's messages a later event bears on: ones whose thread now has a better match than they found
+        (none, or an ancestor instead of the parent), and tracked or rejected ones with a party that now has a contact. `seen`: copies synced in this run (used instead of fetching them
+        again)."""
+        mb = mailbox.lower()
+        before, own_before = self._changes, self._own_changes.get(mb, 0)
         late = self._late_matches(mailbox)
         misses = [(gid, 0) for gid in late if gid not in seen]  # only these are fetched again
         ahead = self._fetch_ahead(client, user_id, misses, limiter)
         try:
-            for gid in late:
+            for gid, why in late.items():
                 hit = seen.get(gid)
                 if hit is not None:
                     fetched, container = _done(Page(hit[0], 0)), hit[1]
@@ -1166,13 +1223,13 @@ class Tracker(MailHook):
                     _, _, fetched = await ahead.__anext__()
                     container = None
                 try:
-                    own += await self._retry(client, mailbox, user_id, gid, 0, limiter, late=True, fetched=fetched, container=container)
+                    await self._retry(client, mailbox, user_id, gid, 0, limiter, late=why, fetched=fetched, container=container)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("%s: re-evaluating %s failed: %s", mailbox, gid, exc)
         finally:
             await ahead.aclose()
-        if not final:  # end_run re-checks it when other mailboxes tracked email after `late` was read (its own re-evaluations aside)
-            self._rechecked[mailbox.lower()] = (mailbox, user_id, before + own)
+        # end_run re-checks it when anything changed after `late` was read (its own re-evaluations aside)
+        self._rechecked[mb] = (mailbox, user_id, before + self._own_changes.get(mb, 0) - own_before)
 
     def _remember_seen(self, mb: str, gid: str, item: dict[str, Any], container: Container) -> None:
         """Keep an untracked message of this run for the late re-check (the last `_SEEN_CAP` per mailbox)."""
@@ -1276,14 +1333,17 @@ class Tracker(MailHook):
             tmpl = self._message_url = (user_id, ri.url)
         return client.url_request(tmpl[1].replace(_GID_SLOT, quote(gid, safe="")), prefer=['IdType="ImmutableId"'])
 
-    def _late_matches(self, mailbox: str) -> list[str]:
-        """Messages of this run that nothing correlated with, whose thread now has a tracked email (synced later in the run)."""
+    def _late_matches(self, mailbox: str) -> dict[str, str]:
+        """This run's messages to evaluate again, each with why: ones whose thread now has a better match than correlation
+        found (a parent synced later in the run), and tracked ones or ones the filter rejected with an unresolved party that
+        now has a contact (created later in the run)."""
         cc = self.cfg.correlation
-        rows = self.store.query("SELECT graph_id, thread FROM tracking_decision WHERE mailbox = ? AND correlationmethod = 0 "
+        rows = self.store.query("SELECT graph_id, thread FROM tracking_decision WHERE mailbox = ? "
                                 "AND thread IS NOT NULL AND decided_at >= ?", (mailbox.lower(), self._run_started))
         by_id: list[tuple[Any, ...]] = []
         by_token: list[tuple[Any, ...]] = []
         by_hash: list[tuple[Any, ...]] = []
+        by_sent: list[tuple[Any, ...]] = []
         for gid, thread in rows:
             keys = json.loads(thread)
             own, sent = keys.get("m") or "", keys.get("s") or "9999"
@@ -1293,13 +1353,22 @@ class Tracker(MailHook):
                 by_token.append((gid, own, sent, keys["t"]))
             if cc.conversation and keys.get("h") is not None:
                 by_hash.append((gid, own, sent, keys["h"]))
+            if keys.get("o"):
+                by_sent.append((gid, keys["o"]))
         hits: set[str] = set()
         # one statement per 500 messages (an indexed EXISTS each) instead of up to three queries per message
         self._exists(hits, by_id, "(gid, own, v)", "e.messageid = d.v AND e.messageid != d.own")
         later = " AND (e.messageid IS NULL OR e.messageid != d.own) AND (e.senton IS NULL OR e.senton <= d.sent)"
         self._exists(hits, by_token, "(gid, own, sent, v)", "e.trackingtoken = d.v" + later)
         self._exists(hits, by_hash, "(gid, own, sent, v)", "e.baseconversationindexhash = d.v" + later)
-        return [gid for gid, _ in rows if gid in hits]
+        self._exists(hits, by_sent, "(gid, v)", "e.messageid = d.v AND e.directioncode = 1")  # the sent copy of the received one matched
+        out = {gid: LATE_THREAD for gid, _ in rows if gid in hits}
+        if self._created:
+            for gid, parties in self.store.query("SELECT graph_id, parties FROM tracking_decision WHERE mailbox = ? AND (tracked = 1 "
+                                                 "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mailbox.lower(), self._run_started)):
+                if gid not in out and any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in json.loads(parties)):
+                    out[gid] = LATE_CONTACT
+        return out
 
     def _exists(self, hits: set[str], rows: list[tuple[Any, ...]], cols: str, cond: str) -> None:
         """Add to `hits` the gid of each row (gid, ...) for which an email satisfies `cond` (`d.` = the row's values)."""
@@ -1315,9 +1384,9 @@ class Tracker(MailHook):
                                      [v for r in chunk for v in r])
             hits.update(g for (g,) in found)
 
-    async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, late: bool = False,
+    async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, late: str = "",
                      fetched: Any = None, container: Container | None = None) -> bool:
-        """Fetch one message again and re-evaluate it (a failed one, or `late`: one whose thread got a tracked email).
+        """Fetch one message again and re-evaluate it (a failed one, or `late`: one a later event bears on, `late` saying which).
 
         `fetched`: the message's GET, already sent (`_fetch_ahead`), or the copy synced earlier in this run (then `container`
         is where it was synced). True when it is now tracked."""
@@ -1351,8 +1420,8 @@ class Tracker(MailHook):
                         tx.upsert_records(out)
                         tx.link_item(mailbox, "messages", gid, out[0].table, out[0].key, change_key=item.get("changeKey"), container=container.container)
                     if late:
-                        tx.execute("UPDATE tracking_decision SET reason = reason || '; re-evaluated after the rest of its thread synced', thread = NULL "
-                                   "WHERE mailbox = ? AND graph_id = ?", (mailbox.lower(), gid))
+                        tx.execute("UPDATE tracking_decision SET reason = reason || ? WHERE mailbox = ? AND graph_id = ?",
+                                   (f"; re-evaluated after {late}", mailbox.lower(), gid))
                     else:
                         tx.execute("UPDATE tracking_attempt SET status = 'done', updated_at = ? WHERE mailbox = ? AND graph_id = ?",
                                    (_now(), mailbox.lower(), gid))

@@ -175,3 +175,53 @@ def test_a_parent_tracked_by_a_mailbox_synced_later_in_the_run_tracks_the_reply(
     assert r.one("Offer 12", "bob@contoso.com")["tracked"]
     d = r.one("RE: Offer 12")
     assert d["tracked"] and d["correlationmethod"] == 3 and "re-evaluated after the rest of its thread synced" in d["reason"]
+
+
+BOB = "bob@contoso.com"
+BOB_FROM = {"emailAddress": {"name": "Bob Kelly", "address": BOB}}
+SALES = "sales@contoso.com"
+
+
+def _order_scenario(r: TrackRunner) -> None:
+    """Mail whose outcome depends on what other mailboxes track in the same run."""
+    # a chain across mailboxes: Bob's P (tracked) <- Adele's R1 <- Bob's R2 (each tracked only as a response)
+    r.emu.deliver(BOB, {"folder": "sentitems", "subject": "Plan P", "from": BOB_FROM, "internetMessageId": "<p@contoso.com>", "categories": [CAT],
+                        "toRecipients": [{"emailAddress": {"address": "dana@fabrikam.com"}}]})
+    r.emu.deliver(ADELE, ext("RE: Plan P", internetMessageId="<r1@fabrikam.com>", internetMessageHeaders=hdr(In_Reply_To="<p@contoso.com>")))
+    r.emu.deliver(BOB, ext("RE: RE: Plan P", to=(BOB,), internetMessageId="<r2@fabrikam.com>",
+                           internetMessageHeaders=hdr(In_Reply_To="<r1@fabrikam.com>", References="<p@contoso.com> <r1@fabrikam.com>")))
+    # a contact created in Bob's mailbox (unknown sender, tracked by its category) resolves parties of the other mailboxes
+    r.emu.deliver(BOB, ext("Northwind intro", sender="nora@northwind.com", to=(BOB,), categories=[CAT]))
+    r.emu.deliver(ADELE, ext("Northwind and Fabrikam", categories=[CAT], ccRecipients=[{"emailAddress": {"address": "nora@northwind.com"}}]))
+    r.emu.deliver(SALES, {"folder": "sentitems", "subject": "Welcome Northwind", "from": {"emailAddress": {"address": SALES}},
+                          "toRecipients": [{"emailAddress": {"address": "nora@northwind.com"}}]})
+    # internal mail makes two activities; a reply to it correlates with the sent one whichever copy synced first
+    internal = {"subject": "Internal I", "internetMessageId": "<i@contoso.com>", "categories": [CAT], "from": BOB_FROM,
+                "toRecipients": [{"emailAddress": {"address": ADELE}}]}
+    r.emu.deliver(BOB, {**internal, "folder": "sentitems"})
+    r.emu.deliver(ADELE, internal)
+    r.emu.deliver(ADELE, ext("RE: Internal I", categories=[CAT], internetMessageHeaders=hdr(In_Reply_To="<i@contoso.com>")))
+
+
+def test_the_outcome_does_not_depend_on_the_order_mailboxes_sync_in(tracking_for: Any, tmp_path: Any) -> None:
+    """The same tenant synced one mailbox at a time in two opposite orders gives the same emails, links and parties: the
+    late re-check runs to a fixed point (a reply tracked late makes its own reply trackable), re-evaluates mail whose
+    party got a contact later in the run, and replies to internal mail correlate with its sent copy."""
+    first: TrackRunner = tracking_for()
+    _order_scenario(first)
+    second = TrackRunner(first.emu, tmp_path / "second.db", tmp_path)
+    boxes = [{"address": ADELE}, {"address": BOB}, {"address": SALES, "track": "known_parties"}]
+    first.sync(parallel_mailboxes=1, mailbox_concurrency=1, mailboxes=boxes, tracking={"auto_create_contacts": True})
+    second.sync(parallel_mailboxes=1, mailbox_concurrency=1, mailboxes=boxes[::-1], tracking={"auto_create_contacts": True})
+    emails = "SELECT activityid, subject, directioncode, correlationmethod, correlatedactivityid, regardingobjectid FROM email ORDER BY activityid"
+    parties = "SELECT activitypartyid, activityid, participationtypemask, addressused, partyid FROM activityparty ORDER BY activitypartyid"
+    for r in (first, second):
+        assert r.one("RE: RE: Plan P", BOB)["tracked"], r.one("RE: RE: Plan P", BOB)
+        assert r.one("Welcome Northwind", SALES)["tracked"]
+        nora = r.rows("SELECT p.partyobjecttypecode FROM activityparty p JOIN email e ON e.activityid = p.activityid "
+                      "WHERE e.subject = 'Northwind and Fabrikam' AND p.addressused = 'nora@northwind.com'")
+        assert nora == [("contact",)]
+        reply = r.email("RE: Internal I")
+        assert r.rows("SELECT directioncode FROM email WHERE activityid = ?", reply["correlatedactivityid"]) == [(1,)]
+    assert first.rows(emails) == second.rows(emails)
+    assert first.rows(parties) == second.rows(parties)

@@ -80,6 +80,7 @@ def _now() -> str:
 
 
 _BATCH = 20  # messages per JSON batch when re-fetching (Graph's limit)
+_REEVALUATE_CHUNK = 1000  # late messages evaluated again per transaction
 _MAX_PASSES = 10  # end_run's late re-check passes (each must change something to need the next)
 LATE_THREAD = "the rest of its thread synced"
 LATE_CONTACT = "a contact was created for one of its parties"
@@ -169,11 +170,11 @@ class _Row:
 class _Sig:
     """What evaluate reads from one message's headers and thread properties (computed once)."""
 
-    __slots__ = ("headers", "reply_ids", "thread_ids", "chash", "cid", "token")
+    __slots__ = ("headers", "reply_ids", "chash", "cid", "token")
 
-    def __init__(self, headers: dict[str, str], reply_ids: tuple[str, ...], thread_ids: list[str], chash: int | None, cid: str | None,
+    def __init__(self, headers: dict[str, str], reply_ids: tuple[str, ...], chash: int | None, cid: str | None,
                  token: str | None) -> None:
-        self.headers, self.reply_ids, self.thread_ids, self.chash, self.cid, self.token = headers, reply_ids, thread_ids, chash, cid, token
+        self.headers, self.reply_ids, self.chash, self.cid, self.token = headers, reply_ids, chash, cid, token
 
 
 class _Page:
@@ -574,8 +575,7 @@ class Tracker(MailHook):
                 cid = self._cids[conv] = signals.conversation_tracking_id(conv)
         else:
             cid = None
-        return _Sig(headers, tuple(dict.fromkeys(irt + refs[::-1])), list(dict.fromkeys(irt + refs)),
-                    signals.base_conversation_hash(item.get("conversationIndex")), cid, self.tokens.find(item.get("subject")))
+        return _Sig(headers, tuple(dict.fromkeys(irt + refs[::-1])), signals.base_conversation_hash(item.get("conversationIndex")), cid, self.tokens.find(item.get("subject")))
 
     def _mailbox_config(self, st: _MailboxState) -> tuple[Any, bool, str, str]:
         if st.config is None:
@@ -692,7 +692,10 @@ class Tracker(MailHook):
             if thread is not None:
                 self._remember_seen(mb, gid, item, container)
             return []
-        self._forget_seen(mb, gid)
+        if thread is None:
+            self._forget_seen(mb, gid)
+        else:
+            self._remember_seen(mb, gid, item, container)  # matched an ancestor: the late re-check may find its parent
         if not (prev and prev[0]):
             self._changed(mb)
 
@@ -721,12 +724,7 @@ class Tracker(MailHook):
             values["regardingobjectid"], values["regardingobjecttypecode"] = regarding.id, regarding.table
 
         # correlation and thread columns
-        values["correlationmethod"] = corr.method
-        if corr.activityid:
-            values["correlatedactivityid"] = corr.activityid
-            if corr.method in (IN_REPLY_TO, CONVERSATION_INDEX):
-                values["parentactivityid"] = corr.activityid
-            values["correlatedsubjectchanged"] = self._topic(subject) != self._topic(corr.subject)
+        values.update(self._correlation_columns(corr, subject))
         token = sig.token if self.tokens.enabled or self.tokens.previous_prefixes else None
         if token:
             values["trackingtoken"] = token
@@ -844,10 +842,11 @@ class Tracker(MailHook):
         method = corr.method
         if method == SKIPPED:
             return None
-        ids = sig.thread_ids
+        ranked = sig.reply_ids  # in the order correlation tries them
         if method == IN_REPLY_TO:
-            ranked = sig.reply_ids
             ids = list(ranked[:ranked.index(corr.value)]) if corr.value in ranked else []
+        else:
+            ids = list(ranked)
         token = sig.token if method in (NONE, CONVERSATION_INDEX, SMART) else None
         h = sig.chash if method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid") else None
         if not (ids or token or h is not None or corr.received):
@@ -1207,29 +1206,134 @@ class Tracker(MailHook):
 
     async def _late_recheck(self, client: Any, mailbox: str, user_id: str, limiter: Any, seen: dict[str, tuple[dict[str, Any], Container]]) -> None:
         """Re-evaluate this run's messages a later event bears on: ones whose thread now has a better match than they found
-        (none, or an ancestor instead of the parent), and tracked or rejected ones with a party that now has a contact. `seen`: copies synced in this run (used instead of fetching them
-        again)."""
+        (none, or an ancestor instead of the parent), and tracked or rejected ones with a party that now has a contact.
+        `seen`: copies synced in this run (used instead of fetching them again)."""
+        from ..errors import GraphError
+
         mb = mailbox.lower()
         before, own_before = self._changes, self._own_changes.get(mb, 0)
         late = self._late_matches(mailbox)
-        misses = [(gid, 0) for gid in late if gid not in seen]  # only these are fetched again
-        ahead = self._fetch_ahead(client, user_id, misses, limiter)
-        try:
-            for gid, why in late.items():
-                hit = seen.get(gid)
-                if hit is not None:
-                    fetched, container = _done(Page(hit[0], 0)), hit[1]
-                else:
-                    _, _, fetched = await ahead.__anext__()
-                    container = None
-                try:
-                    await self._retry(client, mailbox, user_id, gid, 0, limiter, late=why, fetched=fetched, container=container)
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("%s: re-evaluating %s failed: %s", mailbox, gid, exc)
-        finally:
-            await ahead.aclose()
+        relink = [(gid, activityid, keys) for gid, (why, keys, activityid) in late.items() if why == LATE_THREAD and activityid and keys is not None]
+        if relink:
+            for gid in self._relink(mailbox, relink):
+                late.pop(gid, None)
+        entries: list[tuple[str, dict[str, Any], Container | None]] = []
+        misses: list[tuple[str, int]] = []
+        for gid in late:
+            hit = seen.get(gid)
+            if hit is not None:
+                entries.append((gid, hit[0], hit[1]))
+            else:
+                misses.append((gid, 0))  # only these are fetched again
+        async for gid, _, fetched in self._fetch_ahead(client, user_id, misses, limiter):
+            try:
+                entries.append((gid, (await fetched).data, None))
+            except GraphError as exc:
+                if getattr(exc, "status", None) != 404:  # gone since: nothing to re-evaluate
+                    log.warning("%s: fetching %s again failed: %s", mailbox, gid, exc)
+        # parents before replies, so late messages correlate with each other as a sync in order would
+        entries.sort(key=lambda e: str(e[1].get("sentDateTime") or e[1].get("receivedDateTime") or ""))
+        for i in range(0, len(entries), _REEVALUATE_CHUNK):
+            try:
+                self._reevaluate(mailbox, user_id, entries[i:i + _REEVALUATE_CHUNK], {gid: v[0] for gid, v in late.items()})
+            except Exception as exc:  # noqa: BLE001 - never fails the run
+                log.warning("%s: re-evaluating %d messages failed: %s", mailbox, len(entries[i:i + _REEVALUATE_CHUNK]), exc)
         # end_run re-checks it when anything changed after `late` was read (its own re-evaluations aside)
         self._rechecked[mb] = (mailbox, user_id, before + self._own_changes.get(mb, 0) - own_before)
+
+    def _relink(self, mailbox: str, hits: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+        """Correlate tracked emails again from their thread keys, without fetching them: a better match synced later in the
+        run (the parent instead of an ancestor, or any match instead of none) updates their correlation columns, and their
+        regarding record when they have none. The graph ids done; the rest are re-evaluated in full."""
+        mb = mailbox.lower()
+        has = self._has["email"]
+        done: list[str] = []
+        hits = sorted(hits, key=lambda h: str(h[2].get("s") or ""))  # parents first: a relinked parent's regarding reaches its replies
+        with self.store.transaction() as tx:
+            for gid, key, keys in hits:
+                page = _Page(tx)  # read through SQL: each relink sees the ones before it
+                row = self._existing(page, key)
+                if row is None:
+                    continue
+                ids = list(keys.get("ids") or ()) + ([keys["o"]] if keys.get("o") else [])
+                sig = _Sig({}, tuple(ids), keys.get("h"), None, keys.get("t"))
+                values = {"senton": keys.get("s"), "messageid": keys.get("m"), "baseconversationindexhash": keys.get("h")}
+                corr = self._correlate(page, {}, values, sig, row.subject, keys.get("m"), key)
+                if corr.activityid is None:
+                    continue
+                cols = self._correlation_columns(corr, row.subject)
+                regarding = corr.regarding if corr.regarding is not None and not row.regid else None
+                if regarding is not None:
+                    cols["regardingobjectid"], cols["regardingobjecttypecode"] = regarding.id, regarding.table
+                cols = {c: v for c, v in cols.items() if c in has}
+                tx.execute(f"UPDATE email SET {', '.join(f'{c} = ?' for c in cols)} WHERE activityid = ?", (*cols.values(), key))
+                why = f"copied from the correlated email ({METHOD_NAME[corr.method]})" if regarding is not None else None
+                tx.execute("UPDATE tracking_decision SET correlationmethod = ?, correlated_activityid = ?, thread = ?, "
+                           "regarding_table = COALESCE(?, regarding_table), regarding_id = COALESCE(?, regarding_id), regarding_why = COALESCE(?, regarding_why), "
+                           "reason = reason || ? WHERE mailbox = ? AND graph_id = ?",
+                           (corr.method, corr.activityid, self._thread_keys(sig, values, corr), regarding.table if regarding else None,
+                            regarding.id if regarding else None, why, f"; correlated again after {LATE_THREAD} ({corr.detail})", mb, gid))
+                done.append(gid)
+        return done
+
+    def _correlation_columns(self, corr: Correlation, subject: str | None) -> dict[str, Any]:
+        """The email columns a correlation sets."""
+        cols: dict[str, Any] = {"correlationmethod": corr.method}
+        if corr.activityid:
+            cols["correlatedactivityid"] = corr.activityid
+            if corr.method in (IN_REPLY_TO, CONVERSATION_INDEX):
+                cols["parentactivityid"] = corr.activityid
+            cols["correlatedsubjectchanged"] = self._topic(subject) != self._topic(corr.subject)
+        return cols
+
+    def _reevaluate(self, mailbox: str, user_id: str, entries: list[tuple[str, dict[str, Any], Container | None]], why: dict[str, str]) -> None:
+        """Map and evaluate messages again in one transaction, as the engine commits a page: one view of the store, the
+        records written in one batch, each decision's reason saying what prompted it."""
+        from ..mapping import MappingContext, RecordInvalid
+
+        if self.mappings is None:
+            return
+        st = self._state(mailbox)
+        mapped: list[tuple[str, dict[str, Any], Container, list[Record]]] = []
+        for gid, item, container in entries:
+            container = st.containers.get(str(item.get("parentFolderId"))) or container
+            if container is None:
+                continue
+            try:
+                records = self.mappings.map_item("message", item, MappingContext(mailbox=mailbox, folder=container.folder, lookup=self.store.lookup))
+            except RecordInvalid as exc:
+                log.info("%s: %s no longer maps (%s); not re-evaluated", mailbox, gid, exc)
+                continue
+            mapped.append((gid, item, container, records))
+        if not mapped:
+            return
+        with self.store.transaction() as tx:
+            by_container: dict[str, tuple[Container, list[dict[str, Any]]]] = {}
+            for _, item, container, _ in mapped:
+                by_container.setdefault(container.container, (container, []))[1].append(item)
+            for container, items in by_container.values():
+                self.prepare_page(tx, mailbox, container, items)
+            pending: list[Record] = []
+            batched: set[tuple[str, str]] = set()
+            links: dict[str, list[tuple[str, str, str, str | None]]] = {}
+            for gid, item, container, records in mapped:
+                out = self.evaluate(tx, mailbox, user_id, container, item, records)
+                if not out:
+                    continue
+                rk = (out[0].table, out[0].key)
+                if rk in batched:  # as the engine does: a second copy of one record waits for the first
+                    tx.upsert_records(pending)
+                    pending, batched = [], set()
+                batched.add(rk)
+                pending.extend(out)
+                links.setdefault(container.container, []).append((gid, out[0].table, out[0].key, item.get("changeKey")))
+            if pending:
+                tx.upsert_records(pending)
+            for cid, rows in links.items():
+                tx.link_items(mailbox, by_container[cid][0].kind, rows, container=cid)
+            self.page_done(tx)
+            tx.executemany("UPDATE tracking_decision SET reason = reason || ? WHERE mailbox = ? AND graph_id = ?",
+                           [(f"; re-evaluated after {why[gid]}", st.key, gid) for gid, _, _, _ in mapped])
 
     def _remember_seen(self, mb: str, gid: str, item: dict[str, Any], container: Container) -> None:
         """Keep an untracked message of this run for the late re-check (the last `_SEEN_CAP` per mailbox)."""
@@ -1333,19 +1437,21 @@ class Tracker(MailHook):
             tmpl = self._message_url = (user_id, ri.url)
         return client.url_request(tmpl[1].replace(_GID_SLOT, quote(gid, safe="")), prefer=['IdType="ImmutableId"'])
 
-    def _late_matches(self, mailbox: str) -> dict[str, str]:
+    def _late_matches(self, mailbox: str) -> dict[str, tuple[str, dict[str, Any] | None, str | None]]:
         """This run's messages to evaluate again, each with why: ones whose thread now has a better match than correlation
         found (a parent synced later in the run), and tracked ones or ones the filter rejected with an unresolved party that
-        now has a contact (created later in the run)."""
+        now has a contact (created later in the run). Each comes with its thread keys and, when it is tracked, its email."""
         cc = self.cfg.correlation
-        rows = self.store.query("SELECT graph_id, thread FROM tracking_decision WHERE mailbox = ? "
+        rows = self.store.query("SELECT graph_id, thread, CASE WHEN tracked = 1 THEN activityid END FROM tracking_decision WHERE mailbox = ? "
                                 "AND thread IS NOT NULL AND decided_at >= ?", (mailbox.lower(), self._run_started))
         by_id: list[tuple[Any, ...]] = []
         by_token: list[tuple[Any, ...]] = []
         by_hash: list[tuple[Any, ...]] = []
         by_sent: list[tuple[Any, ...]] = []
-        for gid, thread in rows:
+        parsed: dict[str, tuple[dict[str, Any], str | None]] = {}
+        for gid, thread, activityid in rows:
             keys = json.loads(thread)
+            parsed[gid] = (keys, activityid)
             own, sent = keys.get("m") or "", keys.get("s") or "9999"
             if cc.headers and keys["ids"]:
                 by_id.extend((gid, own, mid) for mid in keys["ids"])
@@ -1362,12 +1468,12 @@ class Tracker(MailHook):
         self._exists(hits, by_token, "(gid, own, sent, v)", "e.trackingtoken = d.v" + later)
         self._exists(hits, by_hash, "(gid, own, sent, v)", "e.baseconversationindexhash = d.v" + later)
         self._exists(hits, by_sent, "(gid, v)", "e.messageid = d.v AND e.directioncode = 1")  # the sent copy of the received one matched
-        out = {gid: LATE_THREAD for gid, _ in rows if gid in hits}
+        out: dict[str, tuple[str, dict[str, Any] | None, str | None]] = {gid: (LATE_THREAD, *parsed[gid]) for gid, _, _ in rows if gid in hits}
         if self._created:
             for gid, parties in self.store.query("SELECT graph_id, parties FROM tracking_decision WHERE mailbox = ? AND (tracked = 1 "
                                                  "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mailbox.lower(), self._run_started)):
                 if gid not in out and any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in json.loads(parties)):
-                    out[gid] = LATE_CONTACT
+                    out[gid] = (LATE_CONTACT, None, None)
         return out
 
     def _exists(self, hits: set[str], rows: list[tuple[Any, ...]], cols: str, cond: str) -> None:
@@ -1384,12 +1490,10 @@ class Tracker(MailHook):
                                      [v for r in chunk for v in r])
             hits.update(g for (g,) in found)
 
-    async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, late: str = "",
-                     fetched: Any = None, container: Container | None = None) -> bool:
-        """Fetch one message again and re-evaluate it (a failed one, or `late`: one a later event bears on, `late` saying which).
+    async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, fetched: Any = None) -> bool:
+        """Fetch a message that failed earlier and evaluate it again; after `max_attempts` tag it "<category> (Undeliverable)".
 
-        `fetched`: the message's GET, already sent (`_fetch_ahead`), or the copy synced earlier in this run (then `container`
-        is where it was synced). True when it is now tracked."""
+        `fetched`: the message's GET, already sent (`_fetch_ahead`). True when it is now tracked."""
         from ..errors import GraphError
         from ..mapping import MappingContext, RecordInvalid
 
@@ -1405,7 +1509,7 @@ class Tracker(MailHook):
                 return False
             raise
         st = self._state(mailbox)
-        container = st.containers.get(str(item.get("parentFolderId"))) or container
+        container = st.containers.get(str(item.get("parentFolderId")))
         error: str | None = None
         if self.mappings is not None and container is not None:
             try:
@@ -1419,16 +1523,10 @@ class Tracker(MailHook):
                     if out:
                         tx.upsert_records(out)
                         tx.link_item(mailbox, "messages", gid, out[0].table, out[0].key, change_key=item.get("changeKey"), container=container.container)
-                    if late:
-                        tx.execute("UPDATE tracking_decision SET reason = reason || ? WHERE mailbox = ? AND graph_id = ?",
-                                   (f"; re-evaluated after {late}", mailbox.lower(), gid))
-                    else:
-                        tx.execute("UPDATE tracking_attempt SET status = 'done', updated_at = ? WHERE mailbox = ? AND graph_id = ?",
-                                   (_now(), mailbox.lower(), gid))
+                    tx.execute("UPDATE tracking_attempt SET status = 'done', updated_at = ? WHERE mailbox = ? AND graph_id = ?",
+                               (_now(), mailbox.lower(), gid))
                 return bool(out)
-        if late:
-            return False
-        else:
+        if error is None:
             error = "cannot re-map the message here"
         attempts += 1
         if attempts < self.cfg.max_attempts:

@@ -225,3 +225,21 @@ def test_the_outcome_does_not_depend_on_the_order_mailboxes_sync_in(tracking_for
         assert r.rows("SELECT directioncode FROM email WHERE activityid = ?", reply["correlatedactivityid"]) == [(1,)]
     assert first.rows(emails) == second.rows(emails)
     assert first.rows(parties) == second.rows(parties)
+
+
+def test_a_tracked_reply_is_correlated_again_without_fetching_it_when_its_parent_syncs_later(tracking_for: Any) -> None:
+    """Adele tracks all mail, so her reply is tracked (uncorrelated) before Bob's mailbox tracks its parent: the late re-check
+    sets its correlation and regarding from the stored thread keys, with no request for the message."""
+    r: TrackRunner = tracking_for()
+    mid = "<offer-44@contoso.com>"
+    r.emu.deliver(ADELE, ext("RE: Offer 44", internetMessageHeaders=hdr(In_Reply_To=mid)))
+    r.emu.deliver(BOB, {"folder": "sentitems", "subject": "Offer 44", "internetMessageId": mid, "categories": [CAT], "from": BOB_FROM,
+                        "toRecipients": [{"emailAddress": {"address": "dana@fabrikam.com"}}]})
+    before = len(r.emu.request_log)
+    r.sync(parallel_mailboxes=1, mailboxes=[{"address": ADELE, "track": "all"}, {"address": BOB}])
+    parent, reply = r.email("Offer 44"), r.email("RE: Offer 44")
+    assert reply["correlationmethod"] == 3 and reply["correlatedactivityid"] == parent["activityid"] == reply["parentactivityid"]
+    d = r.one("RE: Offer 44")
+    assert d["tracked"] and d["correlationmethod"] == 3 and "correlated again after the rest of its thread synced" in d["reason"], d
+    gets = [e["path"] for e in r.emu.request_log[before:] if "/messages/" in e["path"] and "delta" not in e["path"] or e["path"].endswith("$batch")]
+    assert gets == []

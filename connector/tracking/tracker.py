@@ -28,16 +28,17 @@ reconciliation touch it (server-side-sync.md §2.8). Contacts are never category
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
+
+import orjson
 
 from ..graph.client import Page
 from ..mapping.keys import uuid5_str
@@ -86,7 +87,8 @@ LATE_THREAD = "the rest of its thread synced"
 LATE_CONTACT = "a contact was created for one of its parties"
 _SEEN_CAP = 5_000  # per mailbox: untracked messages of this run kept for the late re-check (instead of fetching them again)
 _GID_SLOT = "GraphMessageIdSlot7f3a"  # stands for the message id in the cached message URL
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=(",", ":")) without a new encoder per call
+def _ENCODE(value: Any) -> str:  # noqa: N802 - compact JSON text (orjson: several times faster than json on this hot path)
+    return orjson.dumps(value).decode()
 _NEW_ROW = 1 << 62  # rowid order of emails a page inserts: after every stored row, in the order they are written
 _PRELOAD_CAP = 64  # stored emails loaded per correlation value up front; a value with more is read on in SQL when needed
 _ROW_COLS = "rowid, activityid, regardingobjectid, regardingobjecttypecode, subject, messageid, trackingtoken, senton, " \
@@ -1450,7 +1452,7 @@ class Tracker(MailHook):
         by_sent: list[tuple[Any, ...]] = []
         parsed: dict[str, tuple[dict[str, Any], str | None]] = {}
         for gid, thread, activityid in rows:
-            keys = json.loads(thread)
+            keys = orjson.loads(thread)
             parsed[gid] = (keys, activityid)
             own, sent = keys.get("m") or "", keys.get("s") or "9999"
             if cc.headers and keys["ids"]:
@@ -1472,7 +1474,7 @@ class Tracker(MailHook):
         if self._created:
             for gid, parties in self.store.query("SELECT graph_id, parties FROM tracking_decision WHERE mailbox = ? AND (tracked = 1 "
                                                  "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mailbox.lower(), self._run_started)):
-                if gid not in out and any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in json.loads(parties)):
+                if gid not in out and any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in orjson.loads(parties)):
                     out[gid] = (LATE_CONTACT, None, None)
         return out
 

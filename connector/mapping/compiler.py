@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping as AbcMapping
 from dataclasses import dataclass, field
 from hashlib import sha1
@@ -86,14 +87,40 @@ def _no_source(item: Any, ctx: MappingContext) -> Any:
     return None
 
 
-def _column_fn(table: str, name: str, getter: Getter | None, steps: tuple[Fn, ...], default: Any, check: Check | None) -> ColumnFn:
-    """One closure per column; variants avoid loops and checks the static analysis made redundant."""
+def _column_fn(table: str, name: str, getter: Getter | None, steps: tuple[Fn, ...], default: Any, check: Check | None,
+               text_limit: int | None = None) -> ColumnFn:
+    """One closure per column; variants avoid loops and checks the static analysis made redundant.
+
+    `text_limit`: the column is text and `check` is its check: a string within the limit passes without calling it."""
     if getter is None and not steps:
         return lambda item, scope: default
     get = getter or _no_source
 
     def reraise(exc: RecordInvalid) -> RecordInvalid:
         return RecordInvalid(exc.reason, table=table, column=name)
+
+    if check is not None and text_limit is not None and len(steps) <= 1:
+        step = steps[0] if steps else None
+
+        def fn_text(item: Any, scope: Scope) -> Any:
+            v = get(item, scope.ctx)
+            if step is not None:
+                try:
+                    v = step(v, scope)
+                except RecordInvalid as exc:
+                    raise reraise(exc) from None
+            if v is None:
+                v = default
+                if v is None:
+                    return None
+            if type(v) is str and len(v) <= text_limit:
+                return v
+            err = check(v)  # type: ignore[misc]
+            if err is not None:
+                raise RecordInvalid(err, table=table, column=name)
+            return v
+
+        return fn_text
 
     if check is None and len(steps) == 1:
         (s1,) = steps
@@ -173,6 +200,13 @@ def rule_text(rule: m.ColumnRule | m.KeyPart) -> str:
     return text
 
 
+_record = tuple.__new__  # Record(...) without NamedTuple's Python-level __new__: several records per item
+
+
+_MISSING = object()
+_NAMES_CAP = 50_000  # per party rule: addresses recur across messages
+
+
 @dataclass(frozen=True, slots=True)
 class _Party:
     column: str
@@ -183,6 +217,21 @@ class _Party:
     wanted: frozenset[Any]
     text: str
     mask_part: str  # "<mask>\x1f": the middle of an activityparty key name
+    names: dict[Any, tuple[str, str, bytes] | None] = field(default_factory=dict)  # raw address -> (address, key name, its UTF-8)
+
+    def name_of(self, raw: str) -> tuple[str, str, bytes] | None:
+        """(normalised address, key name, key name as UTF-8) of a raw address, remembered; None when it is no address."""
+        addr = email_address(raw)
+        got = None
+        if addr is not None:
+            if len(addr) > ADDRESS_USED_MAX:
+                raise RecordInvalid(f"address is {len(addr)} characters; max length is {ADDRESS_USED_MAX}", table=ACTIVITY_PARTY, column="addressused")
+            name = self.mask_part + addr
+            got = (addr, name, name.encode())
+        if len(self.names) >= _NAMES_CAP:
+            self.names.clear()
+        self.names[raw] = got
+        return got
 
 
 @dataclass(slots=True)
@@ -224,7 +273,7 @@ class CompiledMapping:
             if status is not None and values.get("statecode") is not None and pairs.get(status) != values["statecode"]:
                 raise RecordInvalid(f"statuscode {status} does not belong to statecode {values['statecode']}", table=self.target, column="statuscode")
         key = self._key(item, scope)
-        records = [Record(self.target, key, values)]
+        records = [_record(Record, (self.target, key, values))]
         if self._parties:
             records.extend(self._map_parties(item, ctx, key))
         return records
@@ -234,35 +283,42 @@ class CompiledMapping:
         # resolver is skipped instead of called, and rows are built without intermediate objects.
         resolve = None if ctx.resolve_party is no_party else ctx.resolve_party
         seed = sha1(self._party_ns + (activity_key + KEY_SEPARATOR).encode())
+        copy = seed.copy
         seen: set[str] = set()
         out: list[Record] = []
+        append = out.append
         for p in self._parties:
             src = p.source(item, ctx)
             if src is None:
                 continue
-            mask_part = p.mask_part
+            mask, address, where, names = p.mask, p.address, p.where, p.names
             for el in src if type(src) is list else (src,):
-                if p.where is not None and _norm(p.where(el, ctx)) not in p.wanted:
+                if where is not None and _norm(where(el, ctx)) not in p.wanted:
                     continue
-                addr = email_address(p.address(el, ctx))
-                if addr is None:
+                raw = address(el, ctx)
+                got = names.get(raw, _MISSING) if type(raw) is str else None
+                if got is _MISSING:
+                    got = p.name_of(raw)
+                if got is None:
                     continue
-                name = mask_part + addr
+                addr, name, encoded = got  # type: ignore[misc]
                 if name in seen:
                     continue
                 seen.add(name)
-                if len(addr) > ADDRESS_USED_MAX:
-                    raise RecordInvalid(f"address is {len(addr)} characters; max length is {ADDRESS_USED_MAX}", table=ACTIVITY_PARTY, column="addressused")
-                ref = None if resolve is None else resolve(addr, p.mask)
-                h = seed.copy()
-                h.update(name.encode())
-                out.append(Record(ACTIVITY_PARTY, hex_to_uuid5(h.hexdigest()), {
+                h = copy()
+                h.update(encoded)
+                if resolve is None:
+                    append(_record(Record, (ACTIVITY_PARTY, hex_to_uuid5(h.hexdigest()), {
+                        "activityid": activity_key, "participationtypemask": mask, "addressused": addr, "partyid": None, "partyobjecttypecode": None})))
+                    continue
+                ref = resolve(addr, mask)
+                append(_record(Record, (ACTIVITY_PARTY, hex_to_uuid5(h.hexdigest()), {
                     "activityid": activity_key,
-                    "participationtypemask": p.mask,
+                    "participationtypemask": mask,
                     "addressused": addr,
                     "partyid": None if ref is None else ref.id,
                     "partyobjecttypecode": None if ref is None else ref.table,
-                }))
+                })))
         return out
 
     def party_rules(self) -> dict[int, str]:
@@ -352,7 +408,8 @@ def compile_mapping(mapping: m.Mapping, table: TableInfo, tables: AbcMapping[str
         getter = compile_path(rule.source) if rule.source else None
         steps = _pipeline(rule.transforms, col)
         check = column_check(col) if needs_runtime_check(col, rule) else None
-        columns.append((name, _column_fn(table.name, name, getter, steps, rule.default, check)))
+        text_limit = (col.max_length if col.max_length is not None else sys.maxsize) if col.type in STRING_TYPES else None
+        columns.append((name, _column_fn(table.name, name, getter, steps, rule.default, check, text_limit)))
         rules[name] = rule_text(rule)
         for step in rule.transforms:
             if step.type == "truncate" and step.flag is not None:

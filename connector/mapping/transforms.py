@@ -229,15 +229,26 @@ def html_to_text(value: Any, scope: Any = None) -> str | None:
     return "\n".join(lines).strip() or None
 
 
+_MISSING = object()
+_ADDRESSES: dict[str, str | None] = {}  # raw address -> normalised: the same few addresses recur in every message
+_ADDRESSES_CAP = 100_000
+
+
 def email_address(value: Any, scope: Any = None) -> str | None:
     """Normalised address: trimmed, no ``mailto:``/``<>``, lower-case."""
-    if not isinstance(value, str):
+    if type(value) is not str:
         return None
+    got = _ADDRESSES.get(value, _MISSING)
+    if got is not _MISSING:
+        return got  # type: ignore[return-value]
     text = value.strip()
     if text[:7].lower() == "mailto:":
         text = text[7:]
     text = text.strip("<> \t").lower()
-    return text or None
+    if len(_ADDRESSES) >= _ADDRESSES_CAP:
+        _ADDRESSES.clear()
+    got = _ADDRESSES[value] = text or None
+    return got
 
 
 def message_id(value: Any, scope: Any = None) -> str | None:
@@ -268,7 +279,8 @@ def _build_option_map(spec: m.OptionMap, info: BuildInfo) -> Fn:
     def option_map(v: Any, s: Scope) -> Any:
         if v is None:
             return None
-        return table.get(_option_key(v), default)
+        hit = table.get(v, _MISSING) if type(v) is str else _MISSING  # already in the map's form (e.g. "normal"): no normalising
+        return table.get(_option_key(v), default) if hit is _MISSING else hit
 
     return option_map
 
@@ -371,15 +383,31 @@ def _build_coalesce(spec: m.Coalesce, info: BuildInfo) -> Fn:
     return coalesce
 
 
+_DIGITS = re.compile(r"\d+")
+_ASCII_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
 def _build_tracking_token(spec: m.TrackingToken, info: BuildInfo) -> Fn:
-    alternatives = "|".join(re.escape(p) for p in spec.prefixes)
-    pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives}):\d+")
+    markers = tuple(dict.fromkeys(p + ":" for p in spec.prefixes))
+    digits, alnum = _DIGITS.match, _ASCII_ALNUM
 
     def tracking_token(v: Any, s: Scope) -> Any:
+        # the last `<prefix>:<digits>` not glued to a preceding letter or digit (from the right: no regex scan of the subject)
         if type(v) is not str or ":" not in v:
             return None
-        found = pattern.findall(v)
-        return found[-1] if found else None
+        best, at = None, -1
+        for mk in markers:
+            i = len(v)
+            while i > at:
+                i = v.rfind(mk, 0, i)
+                if i <= at:
+                    break
+                end = i + len(mk)
+                num = digits(v, end)
+                if num is not None and (i == 0 or v[i - 1] not in alnum):
+                    best, at = v[i:num.end()], i
+                    break
+        return best
 
     return tracking_token
 
@@ -399,9 +427,9 @@ def _build_header(spec: m.Header, info: BuildInfo) -> Fn:
 
 
 def _matches_mailbox(v: Any, s: Scope) -> Any:
-    if not isinstance(v, str):
+    if type(v) is not str:
         return None
-    return v.strip().lower() == s.ctx.mailbox.lower()
+    return email_address(v) == email_address(s.ctx.mailbox)
 
 
 def _build_lookup(spec: m.LookupRef, info: BuildInfo) -> Fn:

@@ -173,6 +173,11 @@ def test_tracking_token() -> None:
     assert run("tracking_token", "no token here")[0] is None
     assert run({"type": "tracking_token", "prefixes": ["ACME"]}, "x ACME:12 CRM:0001001")[0] == "ACME:12"
     assert run("tracking_token", "XCRM:0001001")[0] is None
+    assert run("tracking_token", "CRM:0001001 and XCRM:0009999")[0] == "CRM:0001001"  # a glued later one does not hide it
+    assert run("tracking_token", "CRM:0001001 CRM: none")[0] == "CRM:0001001"  # a prefix without digits is no token
+    assert run({"type": "tracking_token", "prefixes": ["CRM", "OLD"]}, "OLD:7 re CRM:0001001 (OLD:8)")[0] == "OLD:8"
+    assert run({"type": "tracking_token", "prefixes": ["CRM", "OLD"]}, "(CRM:5)OLD:6")[0] == "OLD:6"  # after ")": not glued
+    assert run({"type": "tracking_token", "prefixes": ["CRM", "OLD"]}, "OLD:6 xCRM:5")[0] == "OLD:6"
 
 
 def test_header() -> None:

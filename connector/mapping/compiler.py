@@ -12,7 +12,7 @@ from typing import Any
 from connector.mapping import models as m
 from connector.mapping.errors import RecordInvalid
 from connector.mapping.keys import KEY_SEPARATOR, hex_to_uuid5, table_namespace, uuid5_str
-from connector.mapping.paths import Getter, compile_path
+from connector.mapping.paths import Getter, compile_path, top_level_key
 from connector.mapping.records import MappingContext, Record, no_party
 from connector.mapping.schema_data import CHOICE_TYPES, FLOAT_TYPES, INT_TYPES, REF_TYPES, STRING_TYPES, ColumnInfo, TableInfo
 from connector.mapping.transforms import REGISTRY, BuildInfo, Fn, Scope, _norm, describe, email_address
@@ -88,10 +88,11 @@ def _no_source(item: Any, ctx: MappingContext) -> Any:
 
 
 def _column_fn(table: str, name: str, getter: Getter | None, steps: tuple[Fn, ...], default: Any, check: Check | None,
-               text_limit: int | None = None) -> ColumnFn:
+               text_limit: int | None = None, key: str | None = None) -> ColumnFn:
     """One closure per column; variants avoid loops and checks the static analysis made redundant.
 
-    `text_limit`: the column is text and `check` is its check: a string within the limit passes without calling it."""
+    `text_limit`: the column is text and `check` is its check: a string within the limit passes without calling it.
+    `key`: the source is this top-level field, read inline instead of through the getter."""
     if getter is None and not steps:
         return lambda item, scope: default
     get = getter or _no_source
@@ -103,7 +104,7 @@ def _column_fn(table: str, name: str, getter: Getter | None, steps: tuple[Fn, ..
         step = steps[0] if steps else None
 
         def fn_text(item: Any, scope: Scope) -> Any:
-            v = get(item, scope.ctx)
+            v = item.get(key) if key is not None else get(item, scope.ctx)
             if step is not None:
                 try:
                     v = step(v, scope)
@@ -127,7 +128,7 @@ def _column_fn(table: str, name: str, getter: Getter | None, steps: tuple[Fn, ..
 
         def fn1(item: Any, scope: Scope) -> Any:
             try:
-                v = s1(get(item, scope.ctx), scope)
+                v = s1(item.get(key) if key is not None else get(item, scope.ctx), scope)
             except RecordInvalid as exc:
                 raise reraise(exc) from None
             return default if v is None else v
@@ -138,7 +139,7 @@ def _column_fn(table: str, name: str, getter: Getter | None, steps: tuple[Fn, ..
 
         def fn2(item: Any, scope: Scope) -> Any:
             try:
-                v = s2(s1(get(item, scope.ctx), scope), scope)
+                v = s2(s1(item.get(key) if key is not None else get(item, scope.ctx), scope), scope)
             except RecordInvalid as exc:
                 raise reraise(exc) from None
             return default if v is None else v
@@ -253,6 +254,7 @@ class CompiledMapping:
     _required: tuple[str, ...] = field(repr=False)
     _state_pairs: AbcMapping[int, int] | None = field(repr=False)
     _party_ns: bytes = field(default=b"", repr=False)
+    _constants: dict[str, Any] = field(default_factory=dict, repr=False)  # columns with a fixed value: no call per item
 
     def map(self, item: dict[str, Any], ctx: MappingContext) -> list[Record]:
         """Records produced by one Graph item: the target row first, then its activityparty rows.
@@ -262,6 +264,8 @@ class CompiledMapping:
         """
         scope = Scope(item, ctx)
         values = {name: fn(item, scope) for name, fn in self._columns}
+        if self._constants:
+            values.update(self._constants)
         if scope.flags:
             values.update(scope.flags)
         for name in self._required:
@@ -397,6 +401,7 @@ def _key_fn(mapping: m.Mapping, table: TableInfo) -> Callable[[Any, Scope], str]
 def compile_mapping(mapping: m.Mapping, table: TableInfo, tables: AbcMapping[str, TableInfo]) -> CompiledMapping:
     """Build closures for a mapping that already passed :func:`~connector.mapping.validation.check_mapping`."""
     columns: list[tuple[str, ColumnFn]] = []
+    constants: dict[str, Any] = {}
     rules: dict[str, str] = {}
     lookup_tables: dict[str, str] = {}
     required: list[str] = []
@@ -409,7 +414,10 @@ def compile_mapping(mapping: m.Mapping, table: TableInfo, tables: AbcMapping[str
         steps = _pipeline(rule.transforms, col)
         check = column_check(col) if needs_runtime_check(col, rule) else None
         text_limit = (col.max_length if col.max_length is not None else sys.maxsize) if col.type in STRING_TYPES else None
-        columns.append((name, _column_fn(table.name, name, getter, steps, rule.default, check, text_limit)))
+        if rule.source is None and not rule.transforms:
+            constants[name] = rule.default
+        key = rule.source if rule.source and top_level_key(rule.source) else None
+        columns.append((name, _column_fn(table.name, name, getter, steps, rule.default, check, text_limit, key)))
         rules[name] = rule_text(rule)
         for step in rule.transforms:
             if step.type == "truncate" and step.flag is not None:
@@ -449,7 +457,8 @@ def compile_mapping(mapping: m.Mapping, table: TableInfo, tables: AbcMapping[str
         rules=rules,
         key_rule=key_rule,
         lookup_tables=lookup_tables,
-        _columns=tuple(columns),
+        _columns=tuple((n, fn) for n, fn in columns if n not in constants),
+        _constants=constants,
         _key=_key_fn(mapping, table),
         _parties=tuple(parties),
         _required=tuple(required),

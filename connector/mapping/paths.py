@@ -39,6 +39,11 @@ def parse_path(path: str) -> tuple[str | int, ...]:
     return tuple(name if name else int(idx) for name, idx in _SEGMENT_RE.findall(path))
 
 
+def top_level_key(path: str) -> bool:
+    """True when ``path`` is one top-level field name (``subject``), readable as ``item.get(path)``."""
+    return not path.startswith("$") and path_error(path) is None and len(parse_path(path)) == 1 and "[" not in path
+
+
 def compile_path(path: str) -> Getter:
     """A fast getter ``get(item, ctx) -> value | None`` for ``path``."""
     if path.startswith("$"):

@@ -115,8 +115,11 @@ class SqliteStore:
         for version in range(current + 1, STORE_SCHEMA_VERSION + 1):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in MIGRATIONS[version]:
-                    self._conn.execute(stmt)
+                for step in MIGRATIONS[version]:
+                    if isinstance(step, str):
+                        self._conn.execute(step)
+                    else:
+                        step(self._conn)
                 self._conn.execute(
                     "INSERT INTO store_meta (key, value) VALUES ('schema_version', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -44,6 +44,7 @@ from ..graph.client import Page
 from ..mapping.keys import uuid5_str
 from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
+from ..store.schema import decision_key
 from ..store.sqlite import SqliteStore
 from ..sync.hooks import MailHook
 from ..sync.resources import Container
@@ -461,9 +462,11 @@ class Tracker(MailHook):
             chunk = gids[i:i + 500]
             for gid in chunk:
                 prev[(mailbox, gid)] = None
-            for gid, *rest in page.tx.execute("SELECT graph_id, tracked, tracked_by, reason, activityid FROM tracking_decision "
-                                              f"WHERE mailbox = ? AND graph_id IN ({','.join('?' * len(chunk))})", (mailbox, *chunk)):
-                prev[(mailbox, gid)] = tuple(rest)
+            keys = [decision_key(mailbox, gid) for gid in chunk]
+            for mb, gid, *rest in page.tx.execute("SELECT mailbox, graph_id, tracked, tracked_by, reason, activityid FROM tracking_decision "
+                                                  f"WHERE key IN ({','.join('?' * len(keys))})", keys):
+                if mb == mailbox:  # (a different message with the same 64-bit key: as unlikely as it is harmless here)
+                    prev[(mailbox, gid)] = tuple(rest)
 
     def _load_rows(self, page: _Page, dim: str, values: list[Any]) -> None:
         """The first `_PRELOAD_CAP` stored emails (rowid order) of each value of `dim`."""
@@ -1133,7 +1136,7 @@ class Tracker(MailHook):
         if self._pending_tx is not tx:
             self._pending, self._pending_tx = [], tx  # rows of a rolled-back page never leak into the next one
         self._pending.append(
-            (mailbox, graph_id, messageid, subject, folder, int(tracked), tracked_by, reason, activityid, correlationmethod, correlated,
+            (decision_key(mailbox, graph_id), mailbox, graph_id, messageid, subject, folder, int(tracked), tracked_by, reason, activityid, correlationmethod, correlated,
              regarding.table if regarding else None, regarding.id if regarding else None, regarding_why,
              accepting[0] if accepting else None, accepting[1] if accepting else None, parties_json, thread, _now()))
         if len(self._pending) >= 1000:
@@ -1144,9 +1147,9 @@ class Tracker(MailHook):
         if self._pending:
             rows, self._pending = self._pending, []
             tx.executemany(
-                "INSERT OR REPLACE INTO tracking_decision (mailbox, graph_id, messageid, subject, folder, tracked, tracked_by, reason, activityid, "
+                "INSERT OR REPLACE INTO tracking_decision (key, mailbox, graph_id, messageid, subject, folder, tracked, tracked_by, reason, activityid, "
                 "correlationmethod, correlated_activityid, regarding_table, regarding_id, regarding_why, accepting_table, accepting_id, parties, thread, "
-                "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     @staticmethod
     def _alert(tx: Any, mailbox: str, level: int, code: str, text: str) -> None:
@@ -1272,9 +1275,9 @@ class Tracker(MailHook):
                 why = f"copied from the correlated email ({METHOD_NAME[corr.method]})" if regarding is not None else None
                 tx.execute("UPDATE tracking_decision SET correlationmethod = ?, correlated_activityid = ?, thread = ?, "
                            "regarding_table = COALESCE(?, regarding_table), regarding_id = COALESCE(?, regarding_id), regarding_why = COALESCE(?, regarding_why), "
-                           "reason = reason || ? WHERE mailbox = ? AND graph_id = ?",
+                           "reason = reason || ? WHERE key = ?",
                            (corr.method, corr.activityid, self._thread_keys(sig, values, corr), regarding.table if regarding else None,
-                            regarding.id if regarding else None, why, f"; correlated again after {LATE_THREAD} ({corr.detail})", mb, gid))
+                            regarding.id if regarding else None, why, f"; correlated again after {LATE_THREAD} ({corr.detail})", decision_key(mb, gid)))
                 done.append(gid)
         return done
 
@@ -1334,8 +1337,8 @@ class Tracker(MailHook):
             for cid, rows in links.items():
                 tx.link_items(mailbox, by_container[cid][0].kind, rows, container=cid)
             self.page_done(tx)
-            tx.executemany("UPDATE tracking_decision SET reason = reason || ? WHERE mailbox = ? AND graph_id = ?",
-                           [(f"; re-evaluated after {why[gid]}", st.key, gid) for gid, _, _, _ in mapped])
+            tx.executemany("UPDATE tracking_decision SET reason = reason || ? WHERE key = ?",
+                           [(f"; re-evaluated after {why[gid]}", decision_key(st.key, gid)) for gid, _, _, _ in mapped])
 
     def _remember_seen(self, mb: str, gid: str, item: dict[str, Any], container: Container) -> None:
         """Keep an untracked message of this run for the late re-check (the last `_SEEN_CAP` per mailbox)."""

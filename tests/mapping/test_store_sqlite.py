@@ -106,17 +106,37 @@ def test_transactions_do_not_nest(store: SqliteStore) -> None:
 def test_migration_version_and_reopen(tmp_path: Path, mapping_set: MappingSet, ctx: MappingContext) -> None:
     db = tmp_path / "v.db"
     with SqliteStore(db) as s:
-        assert s.schema_version == STORE_SCHEMA_VERSION == 3
+        assert s.schema_version == STORE_SCHEMA_VERSION == 4
         s.upsert_records(email_records(mapping_set, ctx))
     with SqliteStore(db) as s:  # reopening migrates nothing and keeps data
         assert s.count("email") == 1
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == ("4",)
     conn.execute("PRAGMA user_version = 99")
     conn.commit()
     conn.close()
     with pytest.raises(StoreVersionError):
         SqliteStore(db)
+
+
+def test_v3_decisions_are_rekeyed_by_the_v4_migration(tmp_path: Path) -> None:
+    from connector.store.schema import MIGRATIONS, decision_key
+
+    db = tmp_path / "v3.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for version in (1, 2, 3):
+        for stmt in MIGRATIONS[version]:
+            conn.execute(stmt)  # type: ignore[arg-type]
+    conn.execute("INSERT INTO tracking_decision (mailbox, graph_id, messageid, subject, tracked, reason, decided_at) "
+                 "VALUES ('adele@contoso.com', 'AAMk1', '<m1@x>', 'Hello', 1, 'tracked', '2026-01-01T00:00:00Z')")
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    with SqliteStore(db) as s:
+        assert s.schema_version == 4
+        assert s.query("SELECT key, graph_id, subject, reason FROM tracking_decision") == [
+            (decision_key("adele@contoso.com", "AAMk1"), "AAMk1", "Hello", "tracked")]
+        names = {n for (n,) in s.query("SELECT name FROM sqlite_master WHERE tbl_name = 'tracking_decision' AND type = 'index'")}
+        assert "ix_tracking_decision_mailbox" in names and "ix_tracking_decision_messageid" not in names
 
 
 def test_adding_a_column_alters_the_table(tmp_path: Path) -> None:
@@ -218,7 +238,7 @@ def test_version_1_database_is_migrated_to_the_current_version(tmp_path: Path) -
     conn.commit()
     conn.close()
     with SqliteStore(db) as s:
-        assert s.schema_version == 3
+        assert s.schema_version == STORE_SCHEMA_VERSION
         cp = s.get_checkpoint("a@b.c", "messages", "f")
         assert cp is not None and cp.delta_link == "dl" and cp.round_id is None
         with s.transaction() as tx:

@@ -104,9 +104,9 @@ def run(store: SqliteStore, msgs: list[tuple[str, dict[str, Any]]], tracker: Tra
             if tracker is not None:
                 h = time.perf_counter()
                 for mb in MAILBOXES:  # the engine pages per mailbox; here a page mixes mailboxes, so each gets its own prepare
-                    items = [item for m, item, _ in mapped if m == mb]
-                    if items:
-                        tracker.prepare_page(tx, mb, inbox, items)
+                    mine = [(item, records) for m, item, records in mapped if m == mb]
+                    if mine:
+                        tracker.prepare_page(tx, mb, inbox, [item for item, _ in mine], [records[0].key for _, records in mine])
                 in_hook += time.perf_counter() - h
             for mb, item, records in mapped:
                 store.find_link(mb, "messages", item["id"])
@@ -151,7 +151,7 @@ def main() -> None:
         base_s, _, base_n = run(plain, msgs, None)
         tracked_store = SqliteStore(Path(tmp) / "tracked.db")
         tracked_store.upsert_records(refs)
-        tracker = Tracker.from_settings(settings, tracked_store)
+        tracker = Tracker.from_settings(settings, tracked_store, load_mapping_set())
         t = time.perf_counter()
         _ = tracker.index  # the run's precomputation: every email-format column of the email-enabled tables
         index_s = time.perf_counter() - t

@@ -325,6 +325,10 @@ class CompiledMapping:
                 })))
         return out
 
+    def key_of(self, item: dict[str, Any], ctx: MappingContext) -> str:
+        """The primary key :meth:`map` gives the record of ``item`` (raises RecordInvalid when it has none)."""
+        return self._key(item, Scope(item, ctx))
+
     def party_rules(self) -> dict[int, str]:
         """participationtypemask -> human description of the party rule producing it."""
         return {p.mask: p.text for p in self._parties}

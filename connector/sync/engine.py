@@ -265,7 +265,7 @@ class SyncEngine:
         batched: set[tuple[str, str]] = set()  # (table, key) of the hook's records in `pending`
         link_rows: list[tuple[str, str, str, str | None]] = []
         with self.store.transaction() as tx:
-            hook.prepare_page(tx, mb.address, c, [item for _, item, _ in mapped])
+            hook.prepare_page(tx, mb.address, c, [item for _, item, _ in mapped], [records[0].key for _, _, records in mapped])
             for gid, item, records in mapped:
                 records = hook.evaluate(tx, mb.address, mb.user_id, c, item, records)
                 if not records:

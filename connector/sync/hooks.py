@@ -38,8 +38,9 @@ class MailHook:
     def discovered(self, mailbox: str, containers: list[Container]) -> None:
         """The mail containers discovery found for `mailbox` on this run."""
 
-    def prepare_page(self, tx: Any, mailbox: str, container: Container, items: list[dict[str, Any]]) -> None:
-        """Before `evaluate` runs on a page's items (any resource): a chance to load what they need in a few queries."""
+    def prepare_page(self, tx: Any, mailbox: str, container: Container, items: list[dict[str, Any]], keys: list[str] | None = None) -> None:
+        """Before `evaluate` runs on a page's items (any resource): a chance to load what they need in a few queries.
+        `keys`: the key of each item's first mapped record, in the same order."""
 
     def evaluate(self, tx: Any, mailbox: str, user_id: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
         """The records to write for one item (message, event, contact or task; see `container.resource`): `records` as mapped,

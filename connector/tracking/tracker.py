@@ -41,6 +41,7 @@ from urllib.parse import quote
 import orjson
 
 from ..graph.client import Page
+from ..mapping import MappingContext, RecordInvalid
 from ..mapping.keys import uuid5_str
 from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
@@ -81,6 +82,7 @@ def _now() -> str:
     return _CLOCK[1]
 
 
+_KEY_CONTEXT = MappingContext(mailbox="", folder="")  # for computing an email's key from its Message-ID alone
 _BATCH = 20  # messages per JSON batch when re-fetching (Graph's limit)
 _REEVALUATE_CHUNK = 1000  # late messages evaluated again per transaction
 _MAX_PASSES = 10  # end_run's late re-check passes (each must change something to need the next)
@@ -93,11 +95,11 @@ def _ENCODE(value: Any) -> str:  # noqa: N802 - compact JSON text (orjson: sever
 _NEW_ROW = 1 << 62  # rowid order of emails a page inserts: after every stored row, in the order they are written
 _PRELOAD_CAP = 64  # stored emails loaded per correlation value up front; a value with more is read on in SQL when needed
 _ROW_COLS = "rowid, activityid, regardingobjectid, regardingobjecttypecode, subject, messageid, trackingtoken, senton, " \
-            "baseconversationindexhash, conversationtrackingid, directioncode, acceptingentityid"
+            "baseconversationindexhash, conversationtrackingid, directioncode, acceptingentityid, sender"
 # email column -> _Row attribute, for the columns correlation and the acceptance rules read
 _ROW_ATTR = (("regardingobjectid", "regid"), ("regardingobjecttypecode", "regtype"), ("subject", "subject"), ("messageid", "messageid"),
              ("trackingtoken", "token"), ("senton", "senton"), ("baseconversationindexhash", "chash"), ("conversationtrackingid", "cid"),
-             ("directioncode", "direction"), ("acceptingentityid", "accepting"))
+             ("directioncode", "direction"), ("acceptingentityid", "accepting"), ("sender", "sender"))
 _DIM_ATTR = {"messageid": "messageid", "trackingtoken": "token", "baseconversationindexhash": "chash", "conversationtrackingid": "cid"}
 # columns evaluate may add to an email beyond the mapped ones: a new email gets all of them (None = not set), in this order, so a
 # page's new emails share one column list and the engine's batch inserts them in the order they were evaluated
@@ -155,16 +157,19 @@ class Correlation:
 class _Row:
     """An email as correlation sees it: stored, or as the current page writes it (`order` = rowid order)."""
 
-    __slots__ = ("order", "activityid", "regid", "regtype", "subject", "messageid", "token", "senton", "chash", "cid", "direction", "accepting")
+    __slots__ = ("order", "activityid", "regid", "regtype", "subject", "messageid", "token", "senton", "chash", "cid", "direction", "accepting",
+                 "sender")
 
     def __init__(self, order: int, activityid: str, regid: Any = None, regtype: Any = None, subject: Any = None, messageid: Any = None,
-                 token: Any = None, senton: Any = None, chash: Any = None, cid: Any = None, direction: Any = None, accepting: Any = None) -> None:
+                 token: Any = None, senton: Any = None, chash: Any = None, cid: Any = None, direction: Any = None, accepting: Any = None,
+                 sender: Any = None) -> None:
         self.order, self.activityid, self.regid, self.regtype, self.subject, self.messageid = order, activityid, regid, regtype, subject, messageid
         self.token, self.senton, self.chash, self.cid, self.direction, self.accepting = token, senton, chash, cid, direction, accepting
+        self.sender = sender
 
     def copy(self) -> _Row:
         return _Row(self.order, self.activityid, self.regid, self.regtype, self.subject, self.messageid, self.token, self.senton, self.chash,
-                    self.cid, self.direction, self.accepting)
+                    self.cid, self.direction, self.accepting, self.sender)
 
     def as_match(self) -> tuple[Any, ...]:
         return (self.activityid, self.regid, self.regtype, self.subject)
@@ -187,7 +192,7 @@ class _Page:
     seen here (`written`, `parties`) exactly as the store would show them, rowid order included.
     """
 
-    __slots__ = ("tx", "prev", "stored", "capped", "written", "windex", "parties", "seq", "sigs")
+    __slots__ = ("tx", "prev", "stored", "capped", "written", "windex", "parties", "seq", "sigs", "emails")
 
     def __init__(self, tx: Any) -> None:
         self.tx = tx
@@ -199,6 +204,7 @@ class _Page:
         self.parties: dict[str, list[Record]] = {}  # activityid -> the records written with it (its activityparty rows)
         self.seq = 0
         self.sigs: dict[tuple[str, str], _Sig] = {}  # (mailbox, graph id) -> its signals
+        self.emails: dict[str, _Row | None] = {}  # activityid -> the stored email (None: none), loaded up front
 
 
 class Tracker(MailHook):
@@ -235,8 +241,9 @@ class Tracker(MailHook):
         self._options: dict[tuple[str, str, str | None], str] = {}
         self._cids: dict[str, str | None] = {}
         self._topics: dict[str, str] = {}
-        self._canon: tuple[tuple[str, ...], frozenset[str]] | None = None
+        self._canon: tuple[tuple[str, ...], dict[str, None]] | None = None  # (column names, a template of them all set to None)
         self._message_url: tuple[str, str] | None = None
+        self._email_mapping: Any = None
         with store.transaction() as tx:
             for name, table, cols in (
                 ("ix_tracking_email_messageid", "email", "messageid"),
@@ -420,8 +427,9 @@ class Tracker(MailHook):
         return st.owner_id
 
     # the page's view of the store ---------------------------------------------------------------
-    def prepare_page(self, tx: Any, mailbox: str, container: Container, items: list[dict[str, Any]]) -> None:
-        """Load what the page's messages need in a few queries: earlier decisions and the stored emails they may correlate with."""
+    def prepare_page(self, tx: Any, mailbox: str, container: Container, items: list[dict[str, Any]], keys: list[str] | None = None) -> None:
+        """Load what the page's messages need in a few queries: earlier decisions, their stored emails (`keys`: the mapped
+        records' keys) and the stored emails they may correlate with."""
         if container.resource != "mail":
             if self._item_mode(container) == "category":
                 self._load_prev(self._page_of(tx), mailbox.lower(), [str(item.get("id")) for item in items])
@@ -430,6 +438,8 @@ class Tracker(MailHook):
         mb = mailbox.lower()
         gids = [str(item.get("id")) for item in items]
         self._load_prev(page, mb, gids)
+        if keys:
+            self._load_emails(page, keys)
         cc = self.cfg.correlation
         wanted: dict[str, set[Any]] = {d: set() for d in _DIM_ATTR}
         for gid, item in zip(gids, items):
@@ -467,6 +477,17 @@ class Tracker(MailHook):
                                                   f"WHERE key IN ({','.join('?' * len(keys))})", keys):
                 if mb == mailbox:  # (a different message with the same 64-bit key: as unlikely as it is harmless here)
                     prev[(mailbox, gid)] = tuple(rest)
+
+    @staticmethod
+    def _load_emails(page: _Page, keys: list[str]) -> None:
+        emails = page.emails
+        todo = [k for k in dict.fromkeys(keys) if k not in emails]
+        for i in range(0, len(todo), 500):
+            chunk = todo[i:i + 500]
+            for k in chunk:
+                emails[k] = None
+            for r in page.tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE activityid IN ({','.join('?' * len(chunk))})", chunk):
+                emails[r[1]] = _Row(*r)
 
     def _load_rows(self, page: _Page, dim: str, values: list[Any]) -> None:
         """The first `_PRELOAD_CAP` stored emails (rowid order) of each value of `dim`."""
@@ -538,6 +559,8 @@ class Tracker(MailHook):
         row = page.written.get(key)
         if row is not None:
             return row
+        if key in page.emails:
+            return page.emails[key]
         r = page.tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE activityid = ?", (key,)).fetchone()
         return _Row(*r) if r else None
 
@@ -549,7 +572,7 @@ class Tracker(MailHook):
             g = values.get
             row = page.written[key] = _Row(_NEW_ROW + page.seq, key, g("regardingobjectid"), g("regardingobjecttypecode"), g("subject"),
                                            g("messageid"), g("trackingtoken"), g("senton"), g("baseconversationindexhash"),
-                                           g("conversationtrackingid"), g("directioncode"), g("acceptingentityid"))
+                                           g("conversationtrackingid"), g("directioncode"), g("acceptingentityid"), g("sender"))
         else:
             if row is None:
                 row = page.written[key] = existing.copy()  # type: ignore[union-attr]
@@ -648,7 +671,7 @@ class Tracker(MailHook):
         outgoing = bool(values.get("directioncode"))
         index = self.index
         owner = self._owner(st)
-        sender_addr = (signals.addresses(item, "from") or [None])[0]
+        sender_addr: str | None = None
         resolutions: dict[tuple[int, str], Resolution] = {}
         frags: list[str] = []
         for r in records[1:]:
@@ -658,9 +681,13 @@ class Tracker(MailHook):
             mask, addr = rv.get("participationtypemask"), rv.get("addressused")
             if not isinstance(addr, str) or (mask, addr) in resolutions:
                 continue
+            if mask == 1 and sender_addr is None:
+                sender_addr = addr  # the mapping's from party, normalised as signals.addresses would
             res, frag = self._resolve(index, mask, addr, owner)
             resolutions[(mask, addr)] = res
             frags.append(frag)
+        if sender_addr is None:  # a mapping without a from party
+            sender_addr = (signals.addresses(item, "from") or [None])[0]
         sender_res = resolutions.get((1, sender_addr)) if sender_addr else None
         internal = sender_addr is not None and index.mailbox(sender_addr) is not None
 
@@ -823,13 +850,14 @@ class Tracker(MailHook):
     def _canonical(self, values: dict[str, Any]) -> dict[str, Any]:
         """A new email's values with every column evaluate may set, in one order (None = not set, as an INSERT leaves it)."""
         canon = self._canon
-        if canon is None or not values.keys() <= canon[1]:
-            names = canon[0] if canon is not None else ()
+        if canon is None or not values.keys() <= canon[1].keys():
+            names = tuple(canon[1]) if canon is not None else ()
             names += tuple(k for k in values if k not in names)
             names += tuple(c for c in _EXTRA_EMAIL_COLS if c not in names and c in self._has["email"])
-            canon = self._canon = (names, frozenset(names))
-        get = values.get
-        return {c: get(c) for c in canon[0]}
+            canon = self._canon = (names, dict.fromkeys(names))
+        out = canon[1].copy()
+        out.update(values)  # every key is already in the template: its order stays
+        return out
 
     def _topic(self, subject: str | None) -> str:
         subject = subject or ""
@@ -992,18 +1020,29 @@ class Tracker(MailHook):
         """Internal mail tracked as two activities: correlate with the sent one, whichever copy synced first (so the
         result does not depend on the order mailboxes synced in)."""
         mid = row.messageid
-        if row.direction or mid is None:
+        if row.direction or mid is None or not self.cfg.two_activities_for_internal_mail:
             return row
-        written = page.written
-        for aid in page.windex["messageid"].get(mid, ()):
-            r = written[aid]
-            if r.direction and r.messageid == mid:
-                return r
-        rows = page.stored["messageid"].get(mid)
-        if rows is None:
-            self._load_rows(page, "messageid", [mid])
-            rows = page.stored["messageid"][mid]
-        return next((r for r in rows if r.direction and r.activityid not in written), row)
+        if not row.sender or self.index.mailbox(row.sender) is None:
+            return row  # not internal mail: there is no second copy
+        base = self._email_key(mid)  # the sent copy's key; the received one's is derived from it
+        if base is None or base == row.activityid:
+            return row
+        sent = self._existing(page, base)
+        return sent if sent is not None and sent.direction and sent.messageid == mid else row
+
+    def _email_key(self, messageid: str) -> str | None:
+        """The key the email mapping gives a message with this Message-ID (None without a mapping set)."""
+        cm = self._email_mapping
+        if cm is None:
+            if self.mappings is None:
+                return None
+            cm = self._email_mapping = next((m for m in self.mappings.for_source("message") if m.target == "email"), None)
+            if cm is None:
+                return None
+        try:
+            return cm.key_of({"internetMessageId": messageid}, _KEY_CONTEXT)
+        except RecordInvalid:
+            return None
 
     def _found(self, method: int, page: _Page, row: _Row, detail: str, value: Any = None) -> Correlation:
         row = self._sent_copy(page, row)
@@ -1039,8 +1078,11 @@ class Tracker(MailHook):
             rv = r.values
             mask, addr = rv.get("participationtypemask"), rv.get("addressused")
             found = res.get((mask, addr)) if isinstance(addr, str) else None
-            refs: list[PartyRef | None] = found.refs if found and found.refs else [None]  # type: ignore[assignment]
             same = rv.get("activityid") == key
+            if same and (found is None or not found.refs) and rv.get("partyid") is None:
+                out.append(r)  # unresolved, as mapped: the mapping's row is the row
+                continue
+            refs: list[PartyRef | None] = found.refs if found and found.refs else [None]  # type: ignore[assignment]
             for i, ref in enumerate(refs):
                 if same and i == 0:
                     pid = r.key  # the mapping's key: one row per (activity, role, address) when it resolves to one record
@@ -1294,8 +1336,6 @@ class Tracker(MailHook):
     def _reevaluate(self, mailbox: str, user_id: str, entries: list[tuple[str, dict[str, Any], Container | None]], why: dict[str, str]) -> None:
         """Map and evaluate messages again in one transaction, as the engine commits a page: one view of the store, the
         records written in one batch, each decision's reason saying what prompted it."""
-        from ..mapping import MappingContext, RecordInvalid
-
         if self.mappings is None:
             return
         st = self._state(mailbox)
@@ -1313,11 +1353,13 @@ class Tracker(MailHook):
         if not mapped:
             return
         with self.store.transaction() as tx:
-            by_container: dict[str, tuple[Container, list[dict[str, Any]]]] = {}
-            for _, item, container, _ in mapped:
-                by_container.setdefault(container.container, (container, []))[1].append(item)
-            for container, items in by_container.values():
-                self.prepare_page(tx, mailbox, container, items)
+            by_container: dict[str, tuple[Container, list[dict[str, Any]], list[str]]] = {}
+            for _, item, container, records in mapped:
+                _, items, keys = by_container.setdefault(container.container, (container, [], []))
+                items.append(item)
+                keys.append(records[0].key)
+            for container, items, keys in by_container.values():
+                self.prepare_page(tx, mailbox, container, items, keys)
             pending: list[Record] = []
             batched: set[tuple[str, str]] = set()
             links: dict[str, list[tuple[str, str, str, str | None]]] = {}
@@ -1500,7 +1542,6 @@ class Tracker(MailHook):
 
         `fetched`: the message's GET, already sent (`_fetch_ahead`). True when it is now tracked."""
         from ..errors import GraphError
-        from ..mapping import MappingContext, RecordInvalid
 
         u = client.sdk.users.by_user_id(user_id)
         try:

@@ -22,9 +22,9 @@ class Record(NamedTuple):
     values: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class PartyRef:
-    """A resolved party: the table and primary key of the record an address belongs to."""
+class PartyRef(NamedTuple):
+    """A resolved party: the table and primary key of the record an address belongs to (a tuple: cheap, and left
+    alone by the garbage collector in the caches that hold many)."""
 
     table: str
     id: str

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..mapping.records import PartyRef
 
@@ -22,9 +22,11 @@ MAX_SENDER_MATCHES = 100
 CUSTOMER_TABLES = frozenset({"contact", "account", "lead"})  # "known parties" (track option 2)
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One record an address belongs to."""
+class Candidate(NamedTuple):
+    """One record an address belongs to.
+
+    Tuples (of candidates too) rather than objects and lists: a tuple of plain values is left alone by the
+    garbage collector, and the index holds one per email-format value of every CRM record."""
 
     priority: int
     table: str
@@ -34,8 +36,7 @@ class Candidate:
     via: str  # the column (or "alias") the address matched on
 
 
-@dataclass(frozen=True, slots=True)
-class MailboxEntity:
+class MailboxEntity(NamedTuple):
     """A user or queue that can accept mail: the record (if any) and its primary SMTP address."""
 
     table: str  # systemuser | queue
@@ -72,7 +73,7 @@ def email_columns() -> dict[str, tuple[str, ...]]:
 class PartyIndex:
     """Address -> candidate records, plus the users and queues that accept mail."""
 
-    by_address: dict[str, list[Candidate]] = field(default_factory=dict)
+    by_address: dict[str, tuple[tuple[Any, ...], ...]] = field(default_factory=dict)  # candidates as plain tuples (see Candidate)
     mailboxes: dict[str, MailboxEntity] = field(default_factory=dict)
     user_of: dict[str, str] = field(default_factory=dict)  # primary address -> systemuserid
 
@@ -98,8 +99,8 @@ class PartyIndex:
                 for col, value in zip(emails, row[3:]):
                     if value:
                         idx.add(str(value), Candidate(prio, table, str(rid), active, own, col))
-        for addr, cands in idx.by_address.items():
-            for c in cands:
+        for addr in idx.by_address:
+            for c in idx.candidates(addr):
                 if c.table == "systemuser" and c.via == "internalemailaddress":
                     idx.user_of.setdefault(addr, c.id)
                     idx.mailboxes.setdefault(addr, MailboxEntity("systemuser", c.id, addr))
@@ -111,9 +112,13 @@ class PartyIndex:
     def add(self, address: str, cand: Candidate) -> None:
         """Index one address of one record."""
         key = address.strip().lower()
-        lst = self.by_address.setdefault(key, [])
-        if not any(c.table == cand.table and c.id == cand.id for c in lst):
-            lst.append(cand)
+        have = self.by_address.get(key, ())
+        if not any(c[1] == cand.table and c[2] == cand.id for c in have):
+            self.by_address[key] = (*have, tuple(cand))  # exact tuples of plain values: the collector untracks them
+
+    def candidates(self, address: str) -> list[Candidate]:
+        """The records an address belongs to, as indexed."""
+        return [Candidate._make(t) for t in self.by_address.get(address.lower(), ())]
 
     def add_aliases(self, users: Iterable[dict[str, Any]]) -> None:
         """Tenant users from Graph: every proxy address resolves like the primary one (to its systemuser or queue)."""
@@ -126,7 +131,7 @@ class PartyIndex:
                 if isinstance(p, str) and p.lower().startswith("smtp:"):
                     aliases.add(p[5:].strip().lower())
             aliases.discard("")
-            owners = [c for c in self.by_address.get(primary, ()) if c.table in ("systemuser", "queue")]
+            owners = [c for c in self.candidates(primary) if c.table in ("systemuser", "queue")]
             entity = self.mailboxes.get(primary) or MailboxEntity("systemuser", None, primary)
             for a in aliases:
                 self.mailboxes.setdefault(a, entity)
@@ -136,11 +141,11 @@ class PartyIndex:
 
     def matches(self, address: str) -> list[Candidate]:
         """Every record the address belongs to, in priority order."""
-        return sorted(self.by_address.get(address.lower(), ()), key=lambda c: c.priority)
+        return sorted(self.candidates(address), key=lambda c: c.priority)
 
     def sender(self, address: str, mailbox_owner: str | None, *, unresolve_multiple: bool = False) -> Resolution:
         """The sender's single record: the first active match by priority, the mailbox owner's records first."""
-        cands = self.by_address.get(address.lower())
+        cands = self.candidates(address)
         if not cands:
             return Resolution(address, [], "no record has this address")
         if len(cands) > MAX_SENDER_MATCHES:
@@ -163,7 +168,7 @@ class PartyIndex:
 
     def recipient(self, address: str, *, unresolve_multiple: bool = False) -> Resolution:
         """Every active record the address belongs to (or none, with `unresolve_multiple` and several matches)."""
-        cands = self.by_address.get(address.lower())
+        cands = self.candidates(address)
         if not cands:
             return Resolution(address, [], "no record has this address")
         active = sorted((c for c in cands if c.active), key=lambda c: c.priority)

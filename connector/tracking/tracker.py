@@ -441,23 +441,31 @@ class Tracker(MailHook):
         if keys:
             self._load_emails(page, keys)
         cc = self.cfg.correlation
-        wanted: dict[str, set[Any]] = {d: set() for d in _DIM_ATTR}
-        for gid, item in zip(gids, items):
-            sig = page.sigs[(mb, gid)] = self._sig(item)
-            if cc.headers:
-                wanted["messageid"].update(sig.reply_ids)
-            if cc.token and self.tokens.enabled and sig.token:
-                wanted["trackingtoken"].add(sig.token)
-            if cc.conversation:
-                if sig.chash is not None:
-                    wanted["baseconversationindexhash"].add(sig.chash)
-                if sig.cid is not None:
-                    wanted["conversationtrackingid"].add(sig.cid)
-        for dim, values in wanted.items():
-            stored = page.stored[dim]
-            todo = [v for v in values if v not in stored]
-            if todo:
-                self._load_rows(page, dim, todo)
+        sigs = [self._sig(item) for item in items]
+        page.sigs.update(zip([(mb, gid) for gid in gids], sigs))
+        # Correlation tries headers, then the token, then the conversation, and stops at the first match: load each
+        # method's rows only for the messages the methods before it will not match (whatever is skipped here and
+        # turns out to be needed is read when it is).
+        todo = sigs
+        if cc.headers:
+            here = {item.get("internetMessageId") for item in items}  # parents in this page match once written
+            self._load_dim(page, "messageid", {v for sig in todo for v in sig.reply_ids})
+            stored = page.stored["messageid"]
+            todo = [sig for sig in todo if not any(stored.get(v) or v in here for v in sig.reply_ids)]
+        if cc.token and self.tokens.enabled:
+            self._load_dim(page, "trackingtoken", {sig.token for sig in todo if sig.token})
+            stored = page.stored["trackingtoken"]
+            todo = [sig for sig in todo if not (sig.token and stored.get(sig.token))]
+        if cc.conversation:
+            self._load_dim(page, "baseconversationindexhash", {sig.chash for sig in todo if sig.chash is not None})
+            stored = page.stored["baseconversationindexhash"]
+            self._load_dim(page, "conversationtrackingid", {sig.cid for sig in todo if sig.cid is not None and not stored.get(sig.chash)})
+
+    def _load_dim(self, page: _Page, dim: str, values: set[Any]) -> None:
+        stored = page.stored[dim]
+        todo = [v for v in values if v not in stored]
+        if todo:
+            self._load_rows(page, dim, todo)
 
     def _page_of(self, tx: Any) -> _Page:
         """The view of the transaction `tx` (a new one: evaluate without prepare_page loads rows as needed)."""
@@ -724,10 +732,7 @@ class Tracker(MailHook):
             if thread is not None:
                 self._remember_seen(mb, gid, item, container)
             return []
-        if thread is None:
-            self._forget_seen(mb, gid)
-        else:
-            self._remember_seen(mb, gid, item, container)  # matched an ancestor: the late re-check may find its parent
+        self._forget_seen(mb, gid)  # tracked: a later match re-links it from its thread keys, without the message
         if not (prev and prev[0]):
             self._changed(mb)
 

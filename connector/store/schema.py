@@ -215,9 +215,13 @@ def sql_type(col: ColumnInfo) -> str:
 
 
 def create_table_sql(table: TableInfo) -> str:
-    """``CREATE TABLE`` for a Dataverse table: storable columns, primary key first."""
+    """``CREATE TABLE`` for a Dataverse table: storable columns, primary key first, multiline text (Memo) last.
+
+    SQLite reads a row's columns in order, and a column stored after a long value is only reached through that
+    value's overflow pages: with an email's HTML body ahead of its subject or Message-ID, every lookup of those
+    read the whole body."""
     cols = [f"{ident(table.primary_key)} TEXT PRIMARY KEY NOT NULL"]
-    for name, col in table.columns.items():
-        if name != table.primary_key and col.storable:
-            cols.append(f"{ident(name)} {sql_type(col)}")
+    storable = [(name, col) for name, col in table.columns.items() if name != table.primary_key and col.storable]
+    for name, col in sorted(storable, key=lambda nc: nc[1].type == "Memo"):
+        cols.append(f"{ident(name)} {sql_type(col)}")
     return f"CREATE TABLE IF NOT EXISTS {ident(table.name)} (\n  " + ",\n  ".join(cols) + "\n)"

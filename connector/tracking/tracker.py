@@ -95,16 +95,17 @@ def _ENCODE(value: Any) -> str:  # noqa: N802 - compact JSON text (orjson: sever
 _NEW_ROW = 1 << 62  # rowid order of emails a page inserts: after every stored row, in the order they are written
 _PRELOAD_CAP = 64  # stored emails loaded per correlation value up front; a value with more is read on in SQL when needed
 _ROW_COLS = "rowid, activityid, regardingobjectid, regardingobjecttypecode, subject, messageid, trackingtoken, senton, " \
-            "baseconversationindexhash, conversationtrackingid, directioncode, acceptingentityid, sender"
+            "baseconversationindexhash, conversationtrackingid, directioncode, acceptingentityid, sender, ownerid"
 # email column -> _Row attribute, for the columns correlation and the acceptance rules read
 _ROW_ATTR = (("regardingobjectid", "regid"), ("regardingobjecttypecode", "regtype"), ("subject", "subject"), ("messageid", "messageid"),
              ("trackingtoken", "token"), ("senton", "senton"), ("baseconversationindexhash", "chash"), ("conversationtrackingid", "cid"),
-             ("directioncode", "direction"), ("acceptingentityid", "accepting"), ("sender", "sender"))
+             ("directioncode", "direction"), ("acceptingentityid", "accepting"), ("sender", "sender"), ("ownerid", "owner"))
 _DIM_ATTR = {"messageid": "messageid", "trackingtoken": "token", "baseconversationindexhash": "chash", "conversationtrackingid": "cid"}
 # columns evaluate may add to an email beyond the mapped ones: a new email gets all of them (None = not set), in this order, so a
 # page's new emails share one column list and the engine's batch inserts them in the order they were evaluated
 _EXTRA_EMAIL_COLS = ("baseconversationindexhash", "conversationtrackingid", "regardingobjectid", "regardingobjecttypecode", "correlationmethod",
-                     "correlatedactivityid", "parentactivityid", "correlatedsubjectchanged", "trackingtoken", "acceptingentityid", "receivingmailboxid")
+                     "correlatedactivityid", "parentactivityid", "correlatedsubjectchanged", "trackingtoken", "acceptingentityid", "receivingmailboxid",
+                     "ownerid", "owneridtype")
 
 
 async def _done(value: Any) -> Any:
@@ -152,27 +153,28 @@ class Correlation:
     detail: str = ""
     value: Any = None  # what matched: the header message id, or "hash" / "cid" for the conversation
     received: str | None = None  # the Message-ID, when the match is the received copy of internal mail (its sent copy may come later)
+    owner: str | None = None  # the matched email's owner
 
 
 class _Row:
     """An email as correlation sees it: stored, or as the current page writes it (`order` = rowid order)."""
 
     __slots__ = ("order", "activityid", "regid", "regtype", "subject", "messageid", "token", "senton", "chash", "cid", "direction", "accepting",
-                 "sender")
+                 "sender", "owner")
 
     def __init__(self, order: int, activityid: str, regid: Any = None, regtype: Any = None, subject: Any = None, messageid: Any = None,
                  token: Any = None, senton: Any = None, chash: Any = None, cid: Any = None, direction: Any = None, accepting: Any = None,
-                 sender: Any = None) -> None:
+                 sender: Any = None, owner: Any = None) -> None:
         self.order, self.activityid, self.regid, self.regtype, self.subject, self.messageid = order, activityid, regid, regtype, subject, messageid
         self.token, self.senton, self.chash, self.cid, self.direction, self.accepting = token, senton, chash, cid, direction, accepting
-        self.sender = sender
+        self.sender, self.owner = sender, owner
 
     def copy(self) -> _Row:
         return _Row(self.order, self.activityid, self.regid, self.regtype, self.subject, self.messageid, self.token, self.senton, self.chash,
-                    self.cid, self.direction, self.accepting, self.sender)
+                    self.cid, self.direction, self.accepting, self.sender, self.owner)
 
     def as_match(self) -> tuple[Any, ...]:
-        return (self.activityid, self.regid, self.regtype, self.subject)
+        return (self.activityid, self.regid, self.regtype, self.subject, self.owner)
 
 
 class _Sig:
@@ -244,6 +246,8 @@ class Tracker(MailHook):
         self._canon: tuple[tuple[str, ...], dict[str, None]] | None = None  # (column names, a template of them all set to None)
         self._message_url: tuple[str, str] | None = None
         self._email_mapping: Any = None
+        self._has_owner = {"ownerid", "owneridtype"} <= self._has["email"]
+        self._record_owners: dict[tuple[str, PartyRef], str | None] = {}
         with store.transaction() as tx:
             for name, table, cols in (
                 ("ix_tracking_email_messageid", "email", "messageid"),
@@ -282,7 +286,7 @@ class Tracker(MailHook):
         self._index = None
         self._queue_filter = None
         self._mailboxes = {}
-        self._res_cache, self._res_index, self._options = {}, None, {}
+        self._res_cache, self._res_index, self._options, self._record_owners = {}, None, {}, {}
         self._seen = {}
         self._changes, self._own_changes, self._created, self._received_keys, self._rechecked = 0, {}, set(), set(), {}
 
@@ -580,7 +584,7 @@ class Tracker(MailHook):
             g = values.get
             row = page.written[key] = _Row(_NEW_ROW + page.seq, key, g("regardingobjectid"), g("regardingobjecttypecode"), g("subject"),
                                            g("messageid"), g("trackingtoken"), g("senton"), g("baseconversationindexhash"),
-                                           g("conversationtrackingid"), g("directioncode"), g("acceptingentityid"), g("sender"))
+                                           g("conversationtrackingid"), g("directioncode"), g("acceptingentityid"), g("sender"), g("ownerid"))
         else:
             if row is None:
                 row = page.written[key] = existing.copy()  # type: ignore[union-attr]
@@ -773,6 +777,10 @@ class Tracker(MailHook):
             if accepting is not None and accepting[1]:
                 values["acceptingentityid"] = accepting[1]
             values["receivingmailboxid"] = mailbox_record_id(mailbox)
+        if existing is None and self._has_owner:
+            owner_id = self._email_owner(outgoing, owner, resolutions, sender_addr, sender_res, corr.owner)
+            if owner_id is not None:
+                values["ownerid"], values["owneridtype"] = owner_id, "systemuser"
         if existing is not None and existing.direction and not outgoing:
             values.pop("directioncode", None)  # the sent copy stays Outgoing when both copies merge
             values.pop("statuscode", None)
@@ -1015,7 +1023,7 @@ class Tracker(MailHook):
                         ok = (written.messageid is None or written.messageid != own) and (written.senton is None or written.senton <= sent)
                         full = written.as_match() if ok else None
                     else:
-                        full = tx.execute("SELECT activityid, regardingobjectid, regardingobjecttypecode, subject FROM email WHERE activityid = ? "
+                        full = tx.execute("SELECT activityid, regardingobjectid, regardingobjecttypecode, subject, ownerid FROM email WHERE activityid = ? "
                                           "AND (messageid IS NULL OR messageid != ?) AND (senton IS NULL OR senton <= ?)", (aid, own, sent)).fetchone()
                     if full:
                         return self._match(SMART, full, f"same subject words and at least {cc.smart_min_addresses} shared addresses")
@@ -1059,7 +1067,7 @@ class Tracker(MailHook):
     @staticmethod
     def _match(method: int, row: tuple[Any, ...], detail: str, value: Any = None) -> Correlation:
         reg = PartyRef(row[2] or "", row[1]) if row[1] else None
-        return Correlation(method, row[0], reg, row[3], detail, value)
+        return Correlation(method, row[0], reg, row[3], detail, value, owner=row[4] if len(row) > 4 else None)
 
     def _remember_smart(self, tx: Any, key: str, subject: str | None, item: dict[str, Any]) -> None:
         cc = self.cfg.correlation
@@ -1317,6 +1325,10 @@ class Tracker(MailHook):
                 regarding = corr.regarding if corr.regarding is not None and not row.regid else None
                 if regarding is not None:
                     cols["regardingobjectid"], cols["regardingobjecttypecode"] = regarding.id, regarding.table
+                if corr.owner and corr.owner != row.owner and row.direction in (0, None) and tx.execute(
+                        "SELECT 1 FROM activityparty WHERE activityid = ? AND partyid = ? AND partyobjecttypecode = 'systemuser' "
+                        "AND participationtypemask IN (2, 3, 4) LIMIT 1", (key, corr.owner)).fetchone():
+                    cols["ownerid"], cols["owneridtype"] = corr.owner, "systemuser"  # §2.13: the recipient owning the correlated email
                 cols = {c: v for c, v in cols.items() if c in has}
                 tx.execute(f"UPDATE email SET {', '.join(f'{c} = ?' for c in cols)} WHERE activityid = ?", (*cols.values(), key))
                 why = f"copied from the correlated email ({METHOD_NAME[corr.method]})" if regarding is not None else None
@@ -1327,6 +1339,42 @@ class Tracker(MailHook):
                             regarding.id if regarding else None, why, f"; correlated again after {LATE_THREAD} ({corr.detail})", decision_key(mb, gid)))
                 done.append(gid)
         return done
+
+    def _email_owner(self, outgoing: bool, mailbox_owner: str | None, res: dict[tuple[int, str], Resolution], sender_addr: str | None,
+                     sender: Resolution | None, correlated_owner: str | None) -> str | None:
+        """The owner of a new email (server-side-sync.md §2.13): sent mail belongs to the mailbox owner. Received mail goes to
+        a user among its To, then Cc, then Bcc recipients: the one owning the correlated email, else the one owning the
+        sender's record, else the first; with no user recipient, to the receiving mailbox's owner."""
+        if outgoing:
+            return mailbox_owner
+        to: list[str] = []
+        cc: list[str] = []
+        bcc: list[str] = []
+        for (mask, _), r in res.items():
+            if 2 <= mask <= 4:
+                for ref in r.refs:
+                    if ref.table == "systemuser":
+                        (to if mask == 2 else cc if mask == 3 else bcc).append(ref.id)
+        users = to + cc + bcc
+        if not users:
+            return mailbox_owner
+        if correlated_owner is not None and correlated_owner in users:
+            return correlated_owner
+        if sender is not None and sender.refs and sender_addr:
+            owner = self._record_owner(sender_addr, sender.refs[0])
+            if owner is not None and owner in users:
+                return owner
+        return users[0]
+
+    def _record_owner(self, address: str, ref: PartyRef) -> str | None:
+        """The ownerid of the record `ref` that `address` resolved to (remembered for the run's index)."""
+        ck = (address, ref)
+        cache = self._record_owners
+        if ck not in cache:
+            if len(cache) > 50_000:
+                cache.clear()
+            cache[ck] = next((c.owner for c in self.index.candidates(address) if c.table == ref.table and c.id == ref.id), None)
+        return cache[ck]
 
     def _correlation_columns(self, corr: Correlation, subject: str | None) -> dict[str, Any]:
         """The email columns a correlation sets."""

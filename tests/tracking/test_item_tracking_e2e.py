@@ -243,3 +243,27 @@ def test_a_tracked_reply_is_correlated_again_without_fetching_it_when_its_parent
     assert d["tracked"] and d["correlationmethod"] == 3 and "correlated again after the rest of its thread synced" in d["reason"], d
     gets = [e["path"] for e in r.emu.request_log[before:] if "/messages/" in e["path"] and "delta" not in e["path"] or e["path"].endswith("$batch")]
     assert gets == []
+
+
+def test_the_email_owner_is_chosen_as_server_side_sync_does(tracking_for: Any, tmp_path: Any) -> None:
+    """server-side-sync.md §2.13: sent mail belongs to its sender; received mail to the user recipient owning the correlated
+    email, else the one owning the sender's record, else the first user in To."""
+    from connector.store.sqlite import SqliteStore
+    from connector.tracking import import_records
+
+    r: TrackRunner = tracking_for()
+    owned = tmp_path / "owned.yaml"
+    owned.write_text("contact:\n  - {contactid: c-olga, firstname: Olga, lastname: Berg, emailaddress1: olga@fabrikam.com, ownerid: u-bob}\n")
+    with SqliteStore(f"sqlite:///{r.db}") as s:
+        import_records(s, [owned])
+    r.emu.deliver(ADELE, ext("Owner A", to=(BOB, ADELE)))
+    r.emu.deliver(ADELE, ext("Owner B", sender="olga@fabrikam.com", to=(ADELE, BOB)))
+    r.emu.deliver(ADELE, {"folder": "sentitems", "subject": "Owner C", "from": ADELE_FROM, "internetMessageId": "<owner-c@contoso.com>",
+                          "toRecipients": [{"emailAddress": {"address": "dana@fabrikam.com"}}]})
+    r.emu.deliver(ADELE, ext("RE: Owner C", to=(BOB, ADELE), internetMessageHeaders=hdr(In_Reply_To="<owner-c@contoso.com>")))
+    r.sync(mailboxes=[{"address": ADELE, "track": "all"}])
+    owners = {s: (o, t) for s, o, t in r.rows("SELECT subject, ownerid, owneridtype FROM email")}
+    assert owners["Owner A"] == ("u-bob", "systemuser")  # the first user in To (Dana's contact has no owner)
+    assert owners["Owner B"] == ("u-bob", "systemuser")  # Bob owns Olga's contact and is a recipient
+    assert owners["Owner C"] == ("u-adele", "systemuser")  # sent by Adele
+    assert owners["RE: Owner C"] == ("u-adele", "systemuser")  # Adele owns the email it correlates with

@@ -378,7 +378,9 @@ class _MailWriter:
         self.internal = internal
         self.external = _external_people(rng, 160)
         self.crm = [p for p in self.external if p.address.split("@")[1] in CRM_DOMAINS]
-        self.anchor = int(anchor.timestamp())
+        # Mail is laid out from the Monday of the anchor's week: its weekday pattern (fewer messages at weekends) then
+        # draws the same random numbers whatever the day, so one seed gives the same mail every day, only dated later.
+        self.anchor = int((anchor - timedelta(days=anchor.weekday())).timestamp())
         self.sentences = list(dict.fromkeys(_fill(rng, t, self.external) for t in SENTENCES for _ in range(6)))
         self.recent: deque[_Sent] = deque(maxlen=80)
         self.used_categories: set[str] = set()

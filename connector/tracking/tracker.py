@@ -1572,8 +1572,9 @@ class Tracker(MailHook):
         if self._created:
             for gid, parties in self.store.query("SELECT graph_id, parties FROM tracking_decision WHERE mailbox = ? AND (tracked = 1 "
                                                  "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mailbox.lower(), self._run_started)):
-                if gid not in out and any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in orjson.loads(parties)):
-                    out[gid] = (LATE_CONTACT, None, None)
+                if any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in orjson.loads(parties)):
+                    # evaluated again in full (its parties resolve anew), even when its thread alone would only re-link it
+                    out[gid] = (LATE_CONTACT if gid not in out else f"{LATE_CONTACT} and {LATE_THREAD}", None, None)
         return out
 
     def _exists(self, hits: set[str], rows: list[tuple[Any, ...]], cols: str, cond: str) -> None:

@@ -191,7 +191,11 @@ def _order_scenario(r: TrackRunner) -> None:
     r.emu.deliver(BOB, ext("RE: RE: Plan P", to=(BOB,), internetMessageId="<r2@fabrikam.com>",
                            internetMessageHeaders=hdr(In_Reply_To="<r1@fabrikam.com>", References="<p@contoso.com> <r1@fabrikam.com>")))
     # a contact created in Bob's mailbox (unknown sender, tracked by its category) resolves parties of the other mailboxes
-    r.emu.deliver(BOB, ext("Northwind intro", sender="nora@northwind.com", to=(BOB,), categories=[CAT]))
+    r.emu.deliver(BOB, ext("Northwind intro", sender="nora@northwind.com", to=(BOB,), categories=[CAT], internetMessageId="<intro@northwind.com>"))
+    # ... and Adele's tracked reply to it, synced first in one order: re-evaluated in full (not only re-linked)
+    r.emu.deliver(ADELE, {"folder": "sentitems", "subject": "RE: Northwind intro", "from": ADELE_FROM, "categories": [CAT],
+                          "toRecipients": [{"emailAddress": {"address": "nora@northwind.com"}}],
+                          "internetMessageHeaders": hdr(In_Reply_To="<intro@northwind.com>")})
     r.emu.deliver(ADELE, ext("Northwind and Fabrikam", categories=[CAT], ccRecipients=[{"emailAddress": {"address": "nora@northwind.com"}}]))
     r.emu.deliver(SALES, {"folder": "sentitems", "subject": "Welcome Northwind", "from": {"emailAddress": {"address": SALES}},
                           "toRecipients": [{"emailAddress": {"address": "nora@northwind.com"}}]})
@@ -221,6 +225,8 @@ def test_the_outcome_does_not_depend_on_the_order_mailboxes_sync_in(tracking_for
         nora = r.rows("SELECT p.partyobjecttypecode FROM activityparty p JOIN email e ON e.activityid = p.activityid "
                       "WHERE e.subject = 'Northwind and Fabrikam' AND p.addressused = 'nora@northwind.com'")
         assert nora == [("contact",)]
+        assert r.rows("SELECT p.partyobjecttypecode, e.correlationmethod FROM activityparty p JOIN email e ON e.activityid = p.activityid "
+                      "WHERE e.subject = 'RE: Northwind intro' AND p.addressused = 'nora@northwind.com'") == [("contact", 3)]
         reply = r.email("RE: Internal I")
         assert r.rows("SELECT directioncode FROM email WHERE activityid = ?", reply["correlatedactivityid"]) == [(1,)]
     assert first.rows(emails) == second.rows(emails)

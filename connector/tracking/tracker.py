@@ -17,6 +17,12 @@ earlier tracked mail, resolves its parties, sets the regarding record, and write
 6. Otherwise the To/Cc recipients are resolved to users and queues, and the message is tracked when
    any of their `track` options accepts it (Bcc and distribution-list copies: only `all`).
 
+A new email's owner follows server-side-sync.md §2.13 (`_email_owner`). Messages a later event bears on
+are decided again after their mailbox and, to a fixed point, at the end of the run (`after_mailbox`,
+`end_run`): a parent tracked later (tracked replies are re-linked from their stored thread keys, the
+rest evaluated again) or a contact created later for one of their parties. So the outcome does not
+depend on the order pages, folders and mailboxes sync in.
+
 Calendar events and To Do tasks (`tracking.events`, `tracking.tasks`): with `all` (the default) every
 synced one is written as mapped and no decision is recorded; with `category` only those carrying the
 mailbox's tracking category are written, each evaluated one gets a decision row (`messageid` = the

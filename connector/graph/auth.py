@@ -48,6 +48,9 @@ def credential_factory(settings: Settings) -> Callable[[], AsyncTokenCredential]
     return make
 
 
+_MIN_VALIDITY = 1.0  # seconds a token handed to a request must still be valid for
+
+
 class TokenProvider(AccessTokenProvider):
     """Kiota access-token provider over an azure-identity credential, with forced refresh."""
 
@@ -71,6 +74,12 @@ class TokenProvider(AccessTokenProvider):
                 self._credential = self._make()
             try:
                 tok = await self._credential.get_token(self._scope)
+                if tok.expires_on - time.time() < _MIN_VALIDITY:
+                    # azure-identity hands out its cached token until the very end when it tried a refresh in the
+                    # last 30 s: one about to expire would reach Graph expired (401). Sign in afresh once.
+                    old, self._credential = self._credential, self._make()
+                    await old.close()
+                    tok = await self._credential.get_token(self._scope)
             except ClientAuthenticationError as exc:
                 text = str(exc.message or exc)
                 code = _AADSTS.search(text)

@@ -105,3 +105,34 @@ def test_store_matches_the_emulator_truth_field_by_field(runner_for: Any) -> Non
     for m in truth:
         subject, _, actualend, cindex = stored[m["internetMessageId"]]
         assert (subject, actualend, cindex) == (m["subject"], m["receivedDateTime"], m["conversationIndex"])
+
+
+def test_a_token_about_to_expire_is_not_handed_to_a_request(tmp_path: Path, make_emulator: Any) -> None:
+    """azure-identity returns its cached token until it expires when it refreshed in the last 30 s; the provider signs in
+    afresh instead of handing a request a token with under a second left (it would reach Graph expired)."""
+    import asyncio
+    import base64
+    import json
+    import time
+
+    from connector.graph.auth import TokenProvider, credential_factory
+    from tests.sync.conftest import settings_for
+
+    emu = make_emulator(base_scenario(identity={"token_lifetime": 3}))
+
+    def exp(token: str) -> int:
+        payload = token.split(".")[1]
+        return int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+
+    async def go() -> tuple[str, str, float]:
+        provider = TokenProvider(credential_factory(settings_for(emu, tmp_path / "t.db")))
+        try:
+            first = await provider.get_authorization_token("https://graph")
+            await asyncio.sleep(max(0.0, exp(first) - time.time() - 0.7))  # under a second left
+            second = await provider.get_authorization_token("https://graph")
+            return first, second, exp(second) - time.time()
+        finally:
+            await provider.close()
+
+    first, second, left = asyncio.run(go())
+    assert second != first and left >= 1.0

@@ -15,6 +15,7 @@ Each variant runs `--repeats` times, alternating, and the fastest run of each co
 shared and noisy). The ratio is the issue's budget: tracking may add at most 30% per message.
 
 Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2]``
+(``TRACKING_COST_KEEP=1`` keeps the emulator up and prints how to run one variant by hand, e.g. under a profiler.)
 """
 
 from __future__ import annotations

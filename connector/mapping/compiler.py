@@ -93,8 +93,6 @@ def _column_fn(table: str, name: str, getter: Getter | None, steps: tuple[Fn, ..
 
     `text_limit`: the column is text and `check` is its check: a string within the limit passes without calling it.
     `key`: the source is this top-level field, read inline instead of through the getter."""
-    if getter is None and not steps:
-        return lambda item, scope: default
     get = getter or _no_source
 
     def reraise(exc: RecordInvalid) -> RecordInvalid:
@@ -311,11 +309,7 @@ class CompiledMapping:
                 seen.add(name)
                 h = copy()
                 h.update(encoded)
-                if resolve is None:
-                    append(_record(Record, (ACTIVITY_PARTY, hex_to_uuid5(h.hexdigest()), {
-                        "activityid": activity_key, "participationtypemask": mask, "addressused": addr, "partyid": None, "partyobjecttypecode": None})))
-                    continue
-                ref = resolve(addr, mask)
+                ref = None if resolve is None else resolve(addr, mask)
                 append(_record(Record, (ACTIVITY_PARTY, hex_to_uuid5(h.hexdigest()), {
                     "activityid": activity_key,
                     "participationtypemask": mask,
@@ -414,15 +408,16 @@ def compile_mapping(mapping: m.Mapping, table: TableInfo, tables: AbcMapping[str
         if rule.direction not in ("to_dataverse", "both"):
             continue
         col = table.columns[name]
+        rules[name] = rule_text(rule)
+        if rule.source is None and not rule.transforms:
+            constants[name] = rule.default  # set without a call per item
+            continue
         getter = compile_path(rule.source) if rule.source else None
         steps = _pipeline(rule.transforms, col)
         check = column_check(col) if needs_runtime_check(col, rule) else None
         text_limit = (col.max_length if col.max_length is not None else sys.maxsize) if col.type in STRING_TYPES else None
-        if rule.source is None and not rule.transforms:
-            constants[name] = rule.default
-        key = rule.source if rule.source and top_level_key(rule.source) else None
+        key = top_level_key(rule.source) if rule.source else None
         columns.append((name, _column_fn(table.name, name, getter, steps, rule.default, check, text_limit, key)))
-        rules[name] = rule_text(rule)
         for step in rule.transforms:
             if step.type == "truncate" and step.flag is not None:
                 flag_notes.append((step.flag.column, f"set to {step.flag.value!r} when {name} is truncated"))
@@ -461,7 +456,7 @@ def compile_mapping(mapping: m.Mapping, table: TableInfo, tables: AbcMapping[str
         rules=rules,
         key_rule=key_rule,
         lookup_tables=lookup_tables,
-        _columns=tuple((n, fn) for n, fn in columns if n not in constants),
+        _columns=tuple(columns),
         _constants=constants,
         _key=_key_fn(mapping, table),
         _parties=tuple(parties),

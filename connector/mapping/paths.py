@@ -15,6 +15,7 @@ from connector.mapping.records import MappingContext
 CONTEXT_VARS = ("mailbox", "folder")
 
 _PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*$")
+_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEGMENT_RE = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 Getter = Callable[[Any, MappingContext], Any]
@@ -39,9 +40,9 @@ def parse_path(path: str) -> tuple[str | int, ...]:
     return tuple(name if name else int(idx) for name, idx in _SEGMENT_RE.findall(path))
 
 
-def top_level_key(path: str) -> bool:
-    """True when ``path`` is one top-level field name (``subject``), readable as ``item.get(path)``."""
-    return not path.startswith("$") and path_error(path) is None and len(parse_path(path)) == 1 and "[" not in path
+def top_level_key(path: str) -> str | None:
+    """``path`` when it is one top-level field name (``subject``), readable as ``item.get(path)``; else None."""
+    return path if not path.startswith("$") and _FIELD_RE.match(path) else None
 
 
 def compile_path(path: str) -> Getter:

@@ -69,37 +69,25 @@ def decision_key(mailbox: str, graph_id: str) -> int:
     return int.from_bytes(blake2b(f"{mailbox}\x1f{graph_id}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
-_DECISION_COLUMNS = ("mailbox, graph_id, messageid, subject, folder, tracked, tracked_by, reason, activityid, correlationmethod, "
-                     "correlated_activityid, regarding_table, regarding_id, regarding_why, accepting_table, accepting_id, parties, thread, decided_at")
+_DECISION_COLUMN_TYPES = (
+    ("mailbox", "TEXT NOT NULL"), ("graph_id", "TEXT NOT NULL"), ("messageid", "TEXT"), ("subject", "TEXT"), ("folder", "TEXT"),
+    ("tracked", "INTEGER NOT NULL"), ("tracked_by", "TEXT"), ("reason", "TEXT NOT NULL"), ("activityid", "TEXT"),
+    ("correlationmethod", "INTEGER"), ("correlated_activityid", "TEXT"), ("regarding_table", "TEXT"), ("regarding_id", "TEXT"),
+    ("regarding_why", "TEXT"), ("accepting_table", "TEXT"), ("accepting_id", "TEXT"), ("parties", "TEXT"), ("thread", "TEXT"),
+    ("decided_at", "TEXT NOT NULL"),
+)
+_DECISION_COLUMNS = ", ".join(name for name, _ in _DECISION_COLUMN_TYPES)
+DECISION_UPSERT = (f"INSERT OR REPLACE INTO tracking_decision (key, {_DECISION_COLUMNS}) "
+                   f"VALUES ({', '.join('?' * (len(_DECISION_COLUMN_TYPES) + 1))})")
+"""Writes one decision row: (`decision_key`, mailbox, graph_id, ..., decided_at) in `_DECISION_COLUMN_TYPES` order."""
 
 
 def _decisions_keyed(conn: sqlite3.Connection) -> None:
     """v4: decisions keyed by `decision_key` (rows appended in decision order), found per mailbox by time."""
-    conn.execute("""CREATE TABLE tracking_decision_v4 (
-        key INTEGER NOT NULL UNIQUE,
-        mailbox TEXT NOT NULL,
-        graph_id TEXT NOT NULL,
-        messageid TEXT,
-        subject TEXT,
-        folder TEXT,
-        tracked INTEGER NOT NULL,
-        tracked_by TEXT,
-        reason TEXT NOT NULL,
-        activityid TEXT,
-        correlationmethod INTEGER,
-        correlated_activityid TEXT,
-        regarding_table TEXT,
-        regarding_id TEXT,
-        regarding_why TEXT,
-        accepting_table TEXT,
-        accepting_id TEXT,
-        parties TEXT,
-        thread TEXT,
-        decided_at TEXT NOT NULL
-    )""")
+    columns = ",\n        ".join(f"{name} {kind}" for name, kind in _DECISION_COLUMN_TYPES)
+    conn.execute(f"CREATE TABLE tracking_decision_v4 (\n        key INTEGER NOT NULL UNIQUE,\n        {columns}\n    )")
     rows = conn.execute(f"SELECT {_DECISION_COLUMNS} FROM tracking_decision ORDER BY decided_at").fetchall()
-    conn.executemany(f"INSERT OR REPLACE INTO tracking_decision_v4 (key, {_DECISION_COLUMNS}) VALUES ({', '.join('?' * 20)})",
-                     [(decision_key(r[0], r[1]), *r) for r in rows])
+    conn.executemany(DECISION_UPSERT.replace("tracking_decision", "tracking_decision_v4", 1), [(decision_key(r[0], r[1]), *r) for r in rows])
     conn.execute("DROP TABLE tracking_decision")
     conn.execute("ALTER TABLE tracking_decision_v4 RENAME TO tracking_decision")
     conn.execute("CREATE INDEX ix_tracking_decision_mailbox ON tracking_decision (mailbox, decided_at)")

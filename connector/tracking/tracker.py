@@ -51,7 +51,7 @@ from ..mapping import MappingContext, RecordInvalid
 from ..mapping.keys import uuid5_str
 from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
-from ..store.schema import decision_key
+from ..store.schema import DECISION_UPSERT, decision_key
 from ..store.sqlite import SqliteStore
 from ..sync.hooks import MailHook
 from ..sync.resources import Container
@@ -1073,7 +1073,7 @@ class Tracker(MailHook):
     @staticmethod
     def _match(method: int, row: tuple[Any, ...], detail: str, value: Any = None) -> Correlation:
         reg = PartyRef(row[2] or "", row[1]) if row[1] else None
-        return Correlation(method, row[0], reg, row[3], detail, value, owner=row[4] if len(row) > 4 else None)
+        return Correlation(method, row[0], reg, row[3], detail, value, owner=row[4])
 
     def _remember_smart(self, tx: Any, key: str, subject: str | None, item: dict[str, Any]) -> None:
         cc = self.cfg.correlation
@@ -1207,10 +1207,7 @@ class Tracker(MailHook):
         """Write the page's decision rows (the engine calls this inside the page's transaction, before its checkpoint)."""
         if self._pending:
             rows, self._pending = self._pending, []
-            tx.executemany(
-                "INSERT OR REPLACE INTO tracking_decision (key, mailbox, graph_id, messageid, subject, folder, tracked, tracked_by, reason, activityid, "
-                "correlationmethod, correlated_activityid, regarding_table, regarding_id, regarding_why, accepting_table, accepting_id, parties, thread, "
-                "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            tx.executemany(DECISION_UPSERT, rows)
 
     @staticmethod
     def _alert(tx: Any, mailbox: str, level: int, code: str, text: str) -> None:
@@ -1497,8 +1494,6 @@ class Tracker(MailHook):
         """gid -> Page of the messages one `POST /$batch` returned with 200 (none when the batch itself fails)."""
         from kiota_abstractions.method import Method
         from kiota_abstractions.request_information import RequestInformation
-
-        from ..graph.client import Page
 
         base = client.adapter.base_url
         url = self._message_request(client, user_id, _GID_SLOT).url

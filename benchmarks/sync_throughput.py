@@ -187,13 +187,18 @@ def start_emulator(messages: int, workdir: Path) -> tuple[subprocess.Popen[str],
     return proc, json.loads(line)
 
 
-def run_child(variant: str, info: dict[str, str], args: argparse.Namespace, db: Path) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", "--variant", variant, "--info", json.dumps(info), "--page-size", str(args.page_size),
-           "--db", str(db), "--sdk-messages", str(args.sdk_messages)]
+def run_script_child(script: str, variant: str, options: list[str]) -> dict[str, Any]:
+    """`script --child --variant VARIANT OPTIONS` in a fresh process (so its peak RSS is its own): the JSON it prints last."""
+    cmd = [sys.executable, script, "--child", "--variant", variant, *options]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
     if out.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_child(variant: str, info: dict[str, str], args: argparse.Namespace, db: Path) -> dict[str, Any]:
+    return run_script_child(__file__, variant, ["--info", json.dumps(info), "--page-size", str(args.page_size), "--db", str(db),
+                                                "--sdk-messages", str(args.sdk_messages)])
 
 
 def main() -> None:

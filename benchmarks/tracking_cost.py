@@ -27,7 +27,6 @@ import os
 import platform
 import random
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -117,12 +116,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(variant: str, info: dict[str, str], crm_file: Path, db: Path, page_size: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", "--variant", variant, "--info", json.dumps(info), "--db", str(db), "--crm", str(crm_file),
-           "--page-size", str(page_size)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
-    if out.returncode != 0:
-        raise SystemExit(f"{variant} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return st.run_script_child(__file__, variant, ["--info", json.dumps(info), "--db", str(db), "--crm", str(crm_file), "--page-size", str(page_size)])
 
 
 def main() -> None:

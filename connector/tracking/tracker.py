@@ -41,7 +41,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import orjson
@@ -193,6 +193,18 @@ class _Sig:
         self.headers, self.reply_ids, self.chash, self.cid, self.token = headers, reply_ids, chash, cid, token
 
 
+class _Thread(NamedTuple):
+    """What a later write needs to tell that a message now has a better match than it found (`Tracker._thread_keys`)."""
+
+    ids: tuple[str, ...]  # header message ids ranked before the one matched (all of them when none matched)
+    h: int | None  # the thread hash, when a hash match would rank before the method used
+    t: str | None  # the token, likewise
+    o: str | None  # the Message-ID of the received copy of internal mail it matched (its sent copy would be better)
+    s: str | None  # its senton
+    m: str | None  # its own Message-ID
+    activityid: str | None  # its email, when tracked
+
+
 class _Page:
     """One page's view of the store for evaluate: stored rows loaded in a few queries, plus what the page writes itself.
 
@@ -233,11 +245,16 @@ class Tracker(MailHook):
         self._failed_now: set[tuple[str, str]] = set()
         # mailbox -> graph id -> (message as synced in this run, its container): late re-check candidates, most recent last
         self._seen: dict[str, OrderedDict[str, tuple[dict[str, Any], Container]]] = {}
-        self._changes = 0  # emails newly tracked and contacts created so far in the run: what can make an earlier decision stale
-        self._own_changes: dict[str, int] = {}  # mailbox -> its share of _changes
+        # A message whose thread may get a better match later in the run (its parent, or a closer ancestor, not tracked yet)
+        # waits on the values that match would have: (kind, value) -> [(mailbox, graph id)], kind m (a header message id),
+        # t (token), h (thread hash) or o (the sent copy of internal mail). Writing an email with such a value marks the
+        # waiters it satisfies `late`, for the late re-check.
+        self._threads: dict[tuple[str, str], _Thread] = {}
+        self._waiting: dict[tuple[str, Any], list[tuple[str, str]]] = {}
+        self._late: dict[str, dict[str, str]] = {}  # mailbox -> graph id -> why it is decided again
         self._created: set[str] = set()  # addresses given a contact in this run (auto_create_contacts)
         self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
-        self._rechecked: dict[str, tuple[str, str, int]] = {}  # mailbox -> (address, user id, _changes its late re-check has seen)
+        self._rechecked: dict[str, tuple[str, str, int]] = {}  # mailbox -> (address, user id, contacts created when it was last re-checked)
         self._pending: list[tuple[Any, ...]] = []  # decision rows of the page, written by page_done
         self._pending_tx: Any = None
         self._queue_filter: dict[str, str] | None = None
@@ -294,7 +311,7 @@ class Tracker(MailHook):
         self._mailboxes = {}
         self._res_cache, self._res_index, self._options, self._record_owners = {}, None, {}, {}
         self._seen = {}
-        self._changes, self._own_changes, self._created, self._received_keys, self._rechecked = 0, {}, set(), set(), {}
+        self._threads, self._waiting, self._late, self._created, self._received_keys, self._rechecked = {}, {}, {}, set(), set(), {}
 
     @property
     def index(self) -> PartyIndex:
@@ -607,6 +624,8 @@ class Tracker(MailHook):
         if row.cid is not None:
             windex["conversationtrackingid"].setdefault(row.cid, []).append(key)
         page.parties[key] = parties
+        if self._waiting:
+            self._written_thread(row)
 
     def _sig(self, item: dict[str, Any]) -> _Sig:
         headers = signals.headers_of(item)
@@ -735,16 +754,13 @@ class Tracker(MailHook):
             tracked_by = "filter" if tracked else None
 
         party_json = "[" + ",".join(frags) + "]"
-        thread = self._thread_keys(sig, values, corr) if not auto else None
         if not tracked:
             self._record(mb, gid, messageid, subject, container.label, False, None, reason, prev[3] if prev else None, corr.method,
-                         corr.activityid, None, None, None, party_json, thread, tx)
-            if thread is not None:
+                         corr.activityid, None, None, None, party_json, None, tx)
+            if self._wait(mb, gid, None if auto else self._thread_keys(sig, values, corr, None)):
                 self._remember_seen(mb, gid, item, container)
             return []
         self._forget_seen(mb, gid)  # tracked: a later match re-links it from its thread keys, without the message
-        if not (prev and prev[0]):
-            self._changed(mb)
 
         # one email per Message-ID; internal mail makes a sent and a received activity when configured
         key = email.key
@@ -752,6 +768,7 @@ class Tracker(MailHook):
             key = uuid5_str(_PARTY_NS, email.key + RECEIVED_SUFFIX)
             self._received_keys.add(key)
             reason += "; internal mail: the received activity (two activities)"
+        self._wait(mb, gid, None if auto else self._thread_keys(sig, values, corr, key))
         existing = self._existing(page, key)
         if existing is not None and prev is None:
             reason += "; same Message-ID already tracked: merged into that email (no duplicate)"
@@ -806,7 +823,7 @@ class Tracker(MailHook):
         if self.cfg.correlation.smart_matching:
             self._remember_smart(tx, key, subject, item)
         self._record(mb, gid, messageid, subject, container.label, True, tracked_by, reason, key, corr.method, corr.activityid,
-                     regarding, regarding_why, accepting, party_json, thread, tx)
+                     regarding, regarding_why, accepting, party_json, None, tx)
         return out
 
     # events and tasks ----------------------------------------------------------------------------
@@ -887,7 +904,7 @@ class Tracker(MailHook):
             got = self._topics[subject] = signals.topic(self.tokens.strip(subject) if ":" in subject and self.tokens.find(subject) else subject)
         return got
 
-    def _thread_keys(self, sig: _Sig, values: dict[str, Any], corr: Correlation) -> str | None:
+    def _thread_keys(self, sig: _Sig, values: dict[str, Any], corr: Correlation, activityid: str | None) -> _Thread | None:
         """What a later correlation pass needs to find a better match than `corr` (the message's parent, or a closer
         ancestor, may sync later in the run): the header ids ranked before the one matched, and the token and thread hash
         when they rank before the method used. None when nothing could do better."""
@@ -896,14 +913,65 @@ class Tracker(MailHook):
             return None
         ranked = sig.reply_ids  # in the order correlation tries them
         if method == IN_REPLY_TO:
-            ids = list(ranked[:ranked.index(corr.value)]) if corr.value in ranked else []
+            ids = ranked[:ranked.index(corr.value)] if corr.value in ranked else ()
         else:
-            ids = list(ranked)
+            ids = ranked
         token = sig.token if method in (NONE, CONVERSATION_INDEX, SMART) else None
         h = sig.chash if method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid") else None
         if not (ids or token or h is not None or corr.received):
             return None
-        return _ENCODE({"ids": ids, "h": h, "t": token, "o": corr.received, "s": values.get("senton"), "m": values.get("messageid")})
+        return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid)
+
+    def _wait(self, mb: str, gid: str, thread: _Thread | None) -> bool:
+        """Make (mb, gid) wait on the values of `thread` (or on nothing): a later write of a matching email marks it late."""
+        pk = (mb, gid)
+        if thread is None:
+            self._threads.pop(pk, None)
+            return False
+        self._threads[pk] = thread
+        cc = self.cfg.correlation
+        waiting = self._waiting
+        if cc.headers:
+            for mid in thread.ids:
+                waiting.setdefault(("m", mid), []).append(pk)
+        if thread.t is not None and cc.token and self.tokens.enabled:
+            waiting.setdefault(("t", thread.t), []).append(pk)
+        if thread.h is not None and cc.conversation:
+            waiting.setdefault(("h", thread.h), []).append(pk)
+        if thread.o is not None:
+            waiting.setdefault(("o", thread.o), []).append(pk)
+        return True
+
+    def _written_thread(self, row: _Row) -> None:
+        """An email written with these values: mark the messages it is a better match for late (the late re-check's input)."""
+        waiting = self._waiting
+        mid = row.messageid
+        for kind, value in (("m", mid), ("o", mid), ("t", row.token), ("h", row.chash)):
+            if value is None:
+                continue
+            pks = waiting.get((kind, value))
+            if not pks:
+                continue
+            keep: list[tuple[str, str]] = []
+            for pk in pks:
+                thread = self._threads.get(pk)
+                if thread is None:
+                    continue  # decided again since, without this value
+                if kind == "m":
+                    ok = mid != thread.m and mid in thread.ids
+                elif kind == "o":
+                    ok = bool(row.direction) and thread.o == mid
+                else:
+                    ok = (thread.t == value if kind == "t" else thread.h == value) and (mid is None or mid != thread.m) \
+                        and (row.senton is None or thread.s is None or row.senton <= thread.s)
+                if ok:
+                    self._late.setdefault(pk[0], {})[pk[1]] = LATE_THREAD
+                else:
+                    keep.append(pk)
+            if keep:
+                waiting[(kind, value)] = keep
+            else:
+                del waiting[(kind, value)]
 
     @staticmethod
     def _accepts(option: str, parties: list[PartyRef], corr: Correlation) -> tuple[bool, str]:
@@ -1136,11 +1204,6 @@ class Tracker(MailHook):
                                                         "partyid": partyid, "partyobjecttypecode": ptype}))
         return merged
 
-    def _changed(self, mb: str) -> None:
-        """Something other mailboxes' decisions may depend on happened in mailbox `mb` (lower-case)."""
-        self._changes += 1
-        self._own_changes[mb] = self._own_changes.get(mb, 0) + 1
-
     def _create_contact(self, tx: Any, mailbox: str, item: dict[str, Any], address: str) -> Resolution:
         first, last = signals.split_name(signals.display_name(item), address)
         cid = str(uuid.uuid5(CONTACT_NAMESPACE, address.lower()))
@@ -1152,7 +1215,6 @@ class Tracker(MailHook):
         self.index.add(address, Candidate(1, "contact", cid, True, None, "emailaddress1"))
         self._res_cache = {}  # resolutions change with the index
         self._created.add(address.lower())
-        self._changed(mailbox)
         return Resolution(address, [PartyRef("contact", cid)], f"contact created for the unresolved sender ({values['fullname']})")
 
     # tokens --------------------------------------------------------------------------------------
@@ -1246,10 +1308,10 @@ class Tracker(MailHook):
         await self._late_recheck(client, mailbox, user_id, limiter, self._seen.pop(mailbox.lower(), None) or {})
 
     async def end_run(self, client: Any) -> None:
-        """The late re-check again, to a fixed point, for mailboxes whose last re-check ran before something that bears on
-        their decisions happened elsewhere in the run (a parent tracked, or a contact created, by a mailbox synced later).
-        Each pass re-checks those mailboxes, `parallel_mailboxes` at a time, fetching their messages again; a pass that
-        changes nothing ends it, so the outcome does not depend on the order the mailboxes synced in."""
+        """The late re-check again, to a fixed point, for mailboxes something bears on since their last re-check: a message
+        of theirs got a better match (a parent tracked by a mailbox synced later), or a contact was created. Each pass
+        re-checks those mailboxes, `parallel_mailboxes` at a time; a pass that leaves nothing to do ends it, so the outcome
+        does not depend on the order the mailboxes synced in."""
         gate = asyncio.Semaphore(self.settings.parallel_mailboxes)
 
         async def one(address: str, user_id: str) -> None:
@@ -1259,13 +1321,15 @@ class Tracker(MailHook):
                 except Exception as exc:  # noqa: BLE001 - never fails the run
                     log.warning("%s: late re-check at the end of the run failed: %s", address, exc)
                     self._rechecked.pop(address.lower(), None)
+                    self._late.pop(address.lower(), None)
 
         for _ in range(_MAX_PASSES):
-            todo = [v for v in self._rechecked.values() if v[2] < self._changes]
+            todo = [(address, user_id) for mb, (address, user_id, created) in self._rechecked.items()
+                    if self._late.get(mb) or created < len(self._created)]
             if not todo:
                 break
-            await asyncio.gather(*(one(address, user_id) for address, user_id, _ in todo))
-        self._rechecked = {}
+            await asyncio.gather(*(one(address, user_id) for address, user_id in todo))
+        self._rechecked, self._threads, self._waiting, self._late = {}, {}, {}, {}
 
     async def _late_recheck(self, client: Any, mailbox: str, user_id: str, limiter: Any, seen: dict[str, tuple[dict[str, Any], Container]]) -> None:
         """Re-evaluate this run's messages a later event bears on: ones whose thread now has a better match than they found
@@ -1274,9 +1338,10 @@ class Tracker(MailHook):
         from ..errors import GraphError
 
         mb = mailbox.lower()
-        before, own_before = self._changes, self._own_changes.get(mb, 0)
+        created = len(self._created)
         late = self._late_matches(mailbox)
-        relink = [(gid, activityid, keys) for gid, (why, keys, activityid) in late.items() if why == LATE_THREAD and activityid and keys is not None]
+        relink = [(gid, thread) for gid, why in late.items() if why == LATE_THREAD
+                  for thread in (self._threads.get((mb, gid)),) if thread is not None and thread.activityid]
         if relink:
             for gid in self._relink(mailbox, relink):
                 late.pop(gid, None)
@@ -1298,30 +1363,30 @@ class Tracker(MailHook):
         entries.sort(key=lambda e: str(e[1].get("sentDateTime") or e[1].get("receivedDateTime") or ""))
         for i in range(0, len(entries), _REEVALUATE_CHUNK):
             try:
-                self._reevaluate(mailbox, user_id, entries[i:i + _REEVALUATE_CHUNK], {gid: v[0] for gid, v in late.items()})
+                self._reevaluate(mailbox, user_id, entries[i:i + _REEVALUATE_CHUNK], late)
             except Exception as exc:  # noqa: BLE001 - never fails the run
                 log.warning("%s: re-evaluating %d messages failed: %s", mailbox, len(entries[i:i + _REEVALUATE_CHUNK]), exc)
-        # end_run re-checks it when anything changed after `late` was read (its own re-evaluations aside)
-        self._rechecked[mb] = (mailbox, user_id, before + self._own_changes.get(mb, 0) - own_before)
+        # end_run re-checks it when a later write marks one of its messages late, or a contact is created after `late` was read
+        self._rechecked[mb] = (mailbox, user_id, created)
 
-    def _relink(self, mailbox: str, hits: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    def _relink(self, mailbox: str, hits: list[tuple[str, _Thread]]) -> list[str]:
         """Correlate tracked emails again from their thread keys, without fetching them: a better match synced later in the
         run (the parent instead of an ancestor, or any match instead of none) updates their correlation columns, and their
         regarding record when they have none. The graph ids done; the rest are re-evaluated in full."""
         mb = mailbox.lower()
         has = self._has["email"]
         done: list[str] = []
-        hits = sorted(hits, key=lambda h: str(h[2].get("s") or ""))  # parents first: a relinked parent's regarding reaches its replies
+        hits = sorted(hits, key=lambda h: str(h[1].s or ""))  # parents first: a relinked parent's regarding reaches its replies
         with self.store.transaction() as tx:
-            for gid, key, keys in hits:
+            for gid, thread in hits:
+                key = thread.activityid or ""
                 page = _Page(tx)  # read through SQL: each relink sees the ones before it
                 row = self._existing(page, key)
                 if row is None:
                     continue
-                ids = list(keys.get("ids") or ()) + ([keys["o"]] if keys.get("o") else [])
-                sig = _Sig({}, tuple(ids), keys.get("h"), None, keys.get("t"))
-                values = {"senton": keys.get("s"), "messageid": keys.get("m"), "baseconversationindexhash": keys.get("h")}
-                corr = self._correlate(page, {}, values, sig, row.subject, keys.get("m"), key)
+                sig = _Sig({}, thread.ids + ((thread.o,) if thread.o else ()), thread.h, None, thread.t)
+                values = {"senton": thread.s, "messageid": thread.m, "baseconversationindexhash": thread.h}
+                corr = self._correlate(page, {}, values, sig, row.subject, thread.m, key)
                 if corr.activityid is None:
                     continue
                 cols = self._correlation_columns(corr, row.subject)
@@ -1335,11 +1400,12 @@ class Tracker(MailHook):
                 cols = {c: v for c, v in cols.items() if c in has}
                 tx.execute(f"UPDATE email SET {', '.join(f'{c} = ?' for c in cols)} WHERE activityid = ?", (*cols.values(), key))
                 why = f"copied from the correlated email ({METHOD_NAME[corr.method]})" if regarding is not None else None
-                tx.execute("UPDATE tracking_decision SET correlationmethod = ?, correlated_activityid = ?, thread = ?, "
+                tx.execute("UPDATE tracking_decision SET correlationmethod = ?, correlated_activityid = ?, "
                            "regarding_table = COALESCE(?, regarding_table), regarding_id = COALESCE(?, regarding_id), regarding_why = COALESCE(?, regarding_why), "
                            "reason = reason || ? WHERE key = ?",
-                           (corr.method, corr.activityid, self._thread_keys(sig, values, corr), regarding.table if regarding else None,
+                           (corr.method, corr.activityid, regarding.table if regarding else None,
                             regarding.id if regarding else None, why, f"; correlated again after {LATE_THREAD} ({corr.detail})", decision_key(mb, gid)))
+                self._wait(mb, gid, self._thread_keys(sig, values, corr, key))
                 done.append(gid)
         return done
 
@@ -1538,59 +1604,20 @@ class Tracker(MailHook):
             tmpl = self._message_url = (user_id, ri.url)
         return client.url_request(tmpl[1].replace(_GID_SLOT, quote(gid, safe="")), prefer=['IdType="ImmutableId"'])
 
-    def _late_matches(self, mailbox: str) -> dict[str, tuple[str, dict[str, Any] | None, str | None]]:
-        """This run's messages to evaluate again, each with why: ones whose thread now has a better match than correlation
-        found (a parent synced later in the run), and tracked ones or ones the filter rejected with an unresolved party that
-        now has a contact (created later in the run). Each comes with its thread keys and, when it is tracked, its email."""
-        cc = self.cfg.correlation
-        rows = self.store.query("SELECT graph_id, thread, CASE WHEN tracked = 1 THEN activityid END FROM tracking_decision WHERE mailbox = ? "
-                                "AND thread IS NOT NULL AND decided_at >= ?", (mailbox.lower(), self._run_started))
-        by_id: list[tuple[Any, ...]] = []
-        by_token: list[tuple[Any, ...]] = []
-        by_hash: list[tuple[Any, ...]] = []
-        by_sent: list[tuple[Any, ...]] = []
-        parsed: dict[str, tuple[dict[str, Any], str | None]] = {}
-        for gid, thread, activityid in rows:
-            keys = orjson.loads(thread)
-            parsed[gid] = (keys, activityid)
-            own, sent = keys.get("m") or "", keys.get("s") or "9999"
-            if cc.headers and keys["ids"]:
-                by_id.extend((gid, own, mid) for mid in keys["ids"])
-            if cc.token and self.tokens.enabled and keys.get("t"):
-                by_token.append((gid, own, sent, keys["t"]))
-            if cc.conversation and keys.get("h") is not None:
-                by_hash.append((gid, own, sent, keys["h"]))
-            if keys.get("o"):
-                by_sent.append((gid, keys["o"]))
-        hits: set[str] = set()
-        # one statement per 500 messages (an indexed EXISTS each) instead of up to three queries per message
-        self._exists(hits, by_id, "(gid, own, v)", "e.messageid = d.v AND e.messageid != d.own")
-        later = " AND (e.messageid IS NULL OR e.messageid != d.own) AND (e.senton IS NULL OR e.senton <= d.sent)"
-        self._exists(hits, by_token, "(gid, own, sent, v)", "e.trackingtoken = d.v" + later)
-        self._exists(hits, by_hash, "(gid, own, sent, v)", "e.baseconversationindexhash = d.v" + later)
-        self._exists(hits, by_sent, "(gid, v)", "e.messageid = d.v AND e.directioncode = 1")  # the sent copy of the received one matched
-        out: dict[str, tuple[str, dict[str, Any] | None, str | None]] = {gid: (LATE_THREAD, *parsed[gid]) for gid, _, _ in rows if gid in hits}
+    def _late_matches(self, mailbox: str) -> dict[str, str]:
+        """This run's messages of `mailbox` to evaluate again, each with why: ones a later write gave a better match than
+        correlation found (a parent synced later in the run), and tracked ones or ones the filter rejected with an
+        unresolved party that now has a contact (created later in the run)."""
+        mb = mailbox.lower()
+        threads = self._threads
+        out = {gid: why for gid, why in (self._late.pop(mb, None) or {}).items() if (mb, gid) in threads}  # not decided again since
         if self._created:
             for gid, parties in self.store.query("SELECT graph_id, parties FROM tracking_decision WHERE mailbox = ? AND (tracked = 1 "
-                                                 "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mailbox.lower(), self._run_started)):
+                                                 "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mb, self._run_started)):
                 if any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in orjson.loads(parties)):
                     # evaluated again in full (its parties resolve anew), even when its thread alone would only re-link it
-                    out[gid] = (LATE_CONTACT if gid not in out else f"{LATE_CONTACT} and {LATE_THREAD}", None, None)
+                    out[gid] = LATE_CONTACT if gid not in out else f"{LATE_CONTACT} and {LATE_THREAD}"
         return out
-
-    def _exists(self, hits: set[str], rows: list[tuple[Any, ...]], cols: str, cond: str) -> None:
-        """Add to `hits` the gid of each row (gid, ...) for which an email satisfies `cond` (`d.` = the row's values)."""
-        rows = [r for r in rows if r[0] not in hits]
-        if not rows:
-            return
-        width = len(rows[0])
-        mark = "(" + ",".join("?" * width) + ")"
-        for i in range(0, len(rows), 500):
-            chunk = rows[i:i + 500]
-            found = self.store.query(f"WITH d{cols} AS (VALUES {','.join([mark] * len(chunk))}) "
-                                     f"SELECT DISTINCT d.gid FROM d WHERE EXISTS (SELECT 1 FROM email e WHERE {cond})",
-                                     [v for r in chunk for v in r])
-            hits.update(g for (g,) in found)
 
     async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, fetched: Any = None) -> bool:
         """Fetch a message that failed earlier and evaluate it again; after `max_attempts` tag it "<category> (Undeliverable)".

@@ -10,6 +10,7 @@ deterministic and writes are upserts).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import uuid
@@ -313,6 +314,8 @@ class SyncEngine:
                     tx.mark_link_deleted(mb.address, c.kind, link.graph_id)
             tx.set_checkpoint(mb.address, c.kind, c.container, next_link=page.next_link, delta_link=page.delta_link,
                               round_id=round_id if page.next_link else None)
+        if not _HEAP[0]:
+            freeze_startup_heap()
         return written
 
     def _remove(self, tx: Any, c: Container, table: str, key: str) -> bool:
@@ -334,4 +337,19 @@ class SyncEngine:
         return str(end) >= lo and str(start) <= hi
 
 
-__all__ = ["MailHook", "ProgressEvent", "SyncEngine"]
+_HEAP = [False]  # frozen yet (once per process)
+
+
+def freeze_startup_heap() -> None:
+    """Exempt what the process holds once its first page is committed (imported modules, the SDK and its clients, the
+    settings, tracking's party index) from the cyclic garbage collector, once per process.
+
+    None of it is garbage, yet every full collection walked all of it again: about 70 ms a time, and a sync of 100,000
+    messages makes 40 to 70 full collections. Objects are still freed when their last reference goes; what is created
+    later stays fully collectable. (`gc.freeze`, the technique CPython documents for long-lived processes.)"""
+    _HEAP[0] = True
+    gc.collect()
+    gc.freeze()
+
+
+__all__ = ["MailHook", "ProgressEvent", "SyncEngine", "freeze_startup_heap"]

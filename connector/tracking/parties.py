@@ -93,19 +93,26 @@ class PartyIndex:
             state = "isdisabled" if table == "systemuser" else "statecode"
             owner = "ownerid" if "ownerid" in have else "NULL"
             sel = ", ".join([pk, state if state in have else "NULL", owner, *emails])
+            by_address = idx.by_address
+            mailbox_table = table in ("systemuser", "queue")
             for row in query(f'SELECT {sel} FROM "{table}"'):
-                rid, st, own = row[0], row[1], row[2]
+                rid, st, own = str(row[0]), row[1], row[2]
                 active = not st if table == "systemuser" else st in (None, 0)
                 for col, value in zip(emails, row[3:]):
-                    if value:
-                        idx.add(str(value), Candidate(prio, table, str(rid), active, own, col))
-        for addr in idx.by_address:
-            for c in idx.candidates(addr):
-                if c.table == "systemuser" and c.via == "internalemailaddress":
-                    idx.user_of.setdefault(addr, c.id)
-                    idx.mailboxes.setdefault(addr, MailboxEntity("systemuser", c.id, addr))
-                elif c.table == "queue":
-                    idx.mailboxes.setdefault(addr, MailboxEntity("queue", c.id, addr))
+                    if not value:
+                        continue
+                    key = str(value).strip().lower()
+                    known = by_address.get(key)
+                    if known is None:
+                        by_address[key] = ((prio, table, rid, active, own, col),)  # plain tuples (see Candidate)
+                    elif not any(c[1] == table and c[2] == rid for c in known):
+                        by_address[key] = (*known, (prio, table, rid, active, own, col))
+                    else:
+                        continue
+                    if mailbox_table and (table == "queue" or col == "internalemailaddress"):
+                        if table == "systemuser":
+                            idx.user_of.setdefault(key, rid)
+                        idx.mailboxes.setdefault(key, MailboxEntity(table, rid, key))
         idx.add_aliases(graph_users)
         return idx
 

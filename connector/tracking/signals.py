@@ -28,13 +28,20 @@ _CONVERSATION_NS = CONVERSATION_NAMESPACE.bytes
 CONVERSATION_HEADER_BYTES = 22  # the thread header of a conversationIndex; replies append 5-byte blocks
 
 
-def headers_of(item: dict[str, Any]) -> dict[str, str]:
-    """internetMessageHeaders as a dict keyed by lower-case name (first occurrence wins)."""
+TRACKING_HEADERS = frozenset({"in-reply-to", "references", "auto-submitted", "x-auto-response-suppress", "x-ms-exchange-generated-message-source",
+                              "x-autoreply"})
+"""The headers tracking reads (correlation and `auto_reply_reason`)."""
+
+
+def headers_of(item: dict[str, Any], names: frozenset[str] | None = None) -> dict[str, str]:
+    """internetMessageHeaders as a dict keyed by lower-case name (first occurrence wins); only `names` when given."""
     out: dict[str, str] = {}
     for h in item.get("internetMessageHeaders") or ():
         name = h.get("name")
         if isinstance(name, str):
-            out.setdefault(name.lower(), str(h.get("value") or ""))
+            low = name.lower()
+            if (names is None or low in names) and low not in out:
+                out[low] = str(h.get("value") or "")
     return out
 
 

@@ -56,7 +56,7 @@ from ..store.sqlite import SqliteStore
 from ..sync.hooks import MailHook
 from ..sync.resources import Container
 from . import signals
-from .parties import CUSTOMER_TABLES, PartyIndex, Resolution
+from .parties import CUSTOMER_TABLES, MailboxEntity, PartyIndex, Resolution
 from .tokens import TokenFormat
 
 log = logging.getLogger("connector.tracking")
@@ -183,14 +183,26 @@ class _Row:
         return (self.activityid, self.regid, self.regtype, self.subject, self.owner)
 
 
-class _Sig:
+class _Sig(NamedTuple):
     """What evaluate reads from one message's headers and thread properties (computed once)."""
 
-    __slots__ = ("headers", "reply_ids", "chash", "cid", "token")
+    reply_ids: tuple[str, ...]  # In-Reply-To, then References from the nearest ancestor back
+    chash: int | None
+    cid: str | None
+    token: str | None
+    auto: str | None  # why it is an automatic reply (None: it is not, or they are not skipped)
 
-    def __init__(self, headers: dict[str, str], reply_ids: tuple[str, ...], chash: int | None, cid: str | None,
-                 token: str | None) -> None:
-        self.headers, self.reply_ids, self.chash, self.cid, self.token = headers, reply_ids, chash, cid, token
+
+class _PartySet(NamedTuple):
+    """What one message's (role, address) pairs resolve to (from resolutions cached per address)."""
+
+    resolutions: dict[tuple[int, str], Resolution]  # (participationtypemask, address) -> resolution
+    json: str  # the decision row's `parties`
+    sender: str | None  # the from address, as the mapping normalised it
+    sender_res: Resolution | None
+    internal: bool  # the sender is a user or queue of the tenant
+    users: tuple[str, ...]  # systemuser ids of the To, then Cc, then Bcc recipients (the email owner's candidates)
+    recipients: tuple[MailboxEntity, ...]  # the To and Cc users and queues, in order, one per mailbox (acceptance)
 
 
 class _Thread(NamedTuple):
@@ -246,11 +258,11 @@ class Tracker(MailHook):
         # mailbox -> graph id -> (message as synced in this run, its container): late re-check candidates, most recent last
         self._seen: dict[str, OrderedDict[str, tuple[dict[str, Any], Container]]] = {}
         # A message whose thread may get a better match later in the run (its parent, or a closer ancestor, not tracked yet)
-        # waits on the values that match would have: (kind, value) -> [(mailbox, graph id)], kind m (a header message id),
-        # t (token), h (thread hash) or o (the sent copy of internal mail). Writing an email with such a value marks the
+        # waits on the values that match would have: per kind, value -> [(mailbox, graph id)], kinds m (a header message id),
+        # t (token), h (thread hash) and o (the sent copy of internal mail). Writing an email with such a value marks the
         # waiters it satisfies `late`, for the late re-check.
-        self._threads: dict[tuple[str, str], _Thread] = {}
-        self._waiting: dict[tuple[str, Any], list[tuple[str, str]]] = {}
+        self._threads: dict[tuple[str, str], tuple[Any, ...]] = {}  # (mailbox, graph id) -> its _Thread, as a plain tuple
+        self._waiting: tuple[dict[Any, tuple[tuple[str, str], ...]], ...] = ({}, {}, {}, {})  # by kind: m, t, h, o
         self._late: dict[str, dict[str, str]] = {}  # mailbox -> graph id -> why it is decided again
         self._created: set[str] = set()  # addresses given a contact in this run (auto_create_contacts)
         self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
@@ -261,7 +273,7 @@ class Tracker(MailHook):
         self._has = {t: store.columns(t) if t in store.tables else set() for t in ("email", "activityparty", "contact")}
         self._cat = self.cfg.category.lower()
         self._page: _Page | None = None
-        self._res_cache: dict[tuple[Any, ...], tuple[Resolution, str]] = {}  # (mask, address, owner) -> resolution, its decision JSON
+        self._res_cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # (mask, address[, owner]) -> what `_resolve` returns
         self._res_index: PartyIndex | None = None  # the index the cache was filled from
         self._options: dict[tuple[str, str, str | None], str] = {}
         self._cids: dict[str, str | None] = {}
@@ -311,7 +323,7 @@ class Tracker(MailHook):
         self._mailboxes = {}
         self._res_cache, self._res_index, self._options, self._record_owners = {}, None, {}, {}
         self._seen = {}
-        self._threads, self._waiting, self._late, self._created, self._received_keys, self._rechecked = {}, {}, {}, set(), set(), {}
+        self._threads, self._waiting, self._late, self._created, self._received_keys, self._rechecked = {}, ({}, {}, {}, {}), {}, set(), set(), {}
 
     @property
     def index(self) -> PartyIndex:
@@ -624,13 +636,16 @@ class Tracker(MailHook):
         if row.cid is not None:
             windex["conversationtrackingid"].setdefault(row.cid, []).append(key)
         page.parties[key] = parties
-        if self._waiting:
+        if self._threads:
             self._written_thread(row)
 
     def _sig(self, item: dict[str, Any]) -> _Sig:
-        headers = signals.headers_of(item)
-        irt = signals.message_ids(headers.get("in-reply-to"))
-        refs = signals.message_ids(headers.get("references"))
+        headers = signals.headers_of(item, signals.TRACKING_HEADERS)
+        irt, refs = headers.get("in-reply-to"), headers.get("references")
+        if refs:
+            ids = tuple(dict.fromkeys(signals.message_ids(irt) + signals.message_ids(refs)[::-1]))
+        else:
+            ids = tuple(signals.message_ids(irt)) if irt else ()
         conv = item.get("conversationId")
         if conv:
             cid = self._cids.get(conv)
@@ -640,7 +655,9 @@ class Tracker(MailHook):
                 cid = self._cids[conv] = signals.conversation_tracking_id(conv)
         else:
             cid = None
-        return _Sig(headers, tuple(dict.fromkeys(irt + refs[::-1])), signals.base_conversation_hash(item.get("conversationIndex")), cid, self.tokens.find(item.get("subject")))
+        subject = item.get("subject")
+        return _Sig(ids, signals.base_conversation_hash(item.get("conversationIndex")), cid, self.tokens.find(subject),
+                    signals.auto_reply_reason(headers, subject) if self.cfg.ignore_auto_replies else None)
 
     def _mailbox_config(self, st: _MailboxState) -> tuple[Any, bool, str, str]:
         if st.config is None:
@@ -650,10 +667,9 @@ class Tracker(MailHook):
                          mcfg.category.lower() if mcfg.category else self._cat)
         return st.config
 
-    def _resolve(self, index: PartyIndex, mask: Any, addr: str, owner: str | None) -> tuple[Resolution, str]:
-        """The resolution of one (role, address) and its decision JSON, cached until the index changes."""
-        if self._res_index is not index:
-            self._res_cache, self._res_index = {}, index
+    def _resolve(self, index: PartyIndex, mask: Any, addr: str, owner: str | None) -> tuple[Resolution, str, MailboxEntity | None, tuple[str, ...]]:
+        """One (role, address): its resolution, its decision JSON, the user or queue receiving mail at it, and the systemuser
+        ids it resolved to; cached until the index changes."""
         ck = (mask, addr, owner) if mask == 1 else (mask, addr)
         hit = self._res_cache.get(ck)
         if hit is None:
@@ -663,8 +679,43 @@ class Tracker(MailHook):
                 res = index.recipient(addr, unresolve_multiple=self.cfg.unresolve_on_multiple_match)
             if len(self._res_cache) > 50_000:
                 self._res_cache.clear()
-            hit = self._res_cache[ck] = (res, _ENCODE(res.to_dict(MASKS.get(mask, str(mask)))))
+            hit = self._res_cache[ck] = (res, _ENCODE(res.to_dict(MASKS.get(mask, str(mask)))), index.mailboxes.get(addr.lower()),
+                                         tuple(ref.id for ref in res.refs if ref.table == "systemuser"))
         return hit
+
+    def _party_set(self, records: list[Record], owner: str | None) -> _PartySet:
+        """What the activityparty records among `records` resolve to."""
+        index = self.index
+        if self._res_index is not index:
+            self._res_cache, self._res_index = {}, index
+        cache = self._res_cache
+        resolutions: dict[tuple[int, str], Resolution] = {}
+        frags: list[str] = []
+        sender: str | None = None
+        users: tuple[list[str], list[str], list[str]] = ([], [], [])  # To, Cc, Bcc
+        recipients: dict[str, MailboxEntity] = {}
+        for r in records:
+            if r.table != "activityparty":
+                continue
+            rv = r.values
+            mask, addr = rv.get("participationtypemask"), rv.get("addressused")
+            pair = (mask, addr)
+            if not isinstance(addr, str) or pair in resolutions:
+                continue
+            hit = cache.get((mask, addr, owner) if mask == 1 else pair) or self._resolve(index, mask, addr, owner)
+            res, frag, ent, uids = hit
+            resolutions[pair] = res
+            frags.append(frag)
+            if mask == 1:
+                if sender is None:
+                    sender = addr  # the mapping's from party, normalised as signals.addresses would
+            elif 2 <= mask <= 4:
+                if uids:
+                    users[mask - 2].extend(uids)
+                if ent is not None and mask != 4:
+                    recipients.setdefault(ent.address, ent)
+        return _PartySet(resolutions, "[" + ",".join(frags) + "]", sender, resolutions.get((1, sender)) if sender else None,
+                         sender is not None and index.mailbox(sender) is not None, (*users[0], *users[1], *users[2]), tuple(recipients.values()))
 
     # the decision -------------------------------------------------------------------------------
     def evaluate(self, tx: Any, mailbox: str, user_id: str, container: Container, item: dict[str, Any], records: list[Record]) -> list[Record]:
@@ -704,29 +755,14 @@ class Tracker(MailHook):
         sig = page.sigs.get(pk)
         if sig is None:
             sig = self._sig(item)
-        headers = sig.headers
         outgoing = bool(values.get("directioncode"))
-        index = self.index
         owner = self._owner(st)
-        sender_addr: str | None = None
-        resolutions: dict[tuple[int, str], Resolution] = {}
-        frags: list[str] = []
-        for r in records[1:]:
-            if r.table != "activityparty":
-                continue
-            rv = r.values
-            mask, addr = rv.get("participationtypemask"), rv.get("addressused")
-            if not isinstance(addr, str) or (mask, addr) in resolutions:
-                continue
-            if mask == 1 and sender_addr is None:
-                sender_addr = addr  # the mapping's from party, normalised as signals.addresses would
-            res, frag = self._resolve(index, mask, addr, owner)
-            resolutions[(mask, addr)] = res
-            frags.append(frag)
+        ps = self._party_set(records, owner)
+        resolutions, party_json, sender_addr, sender_res, internal = ps.resolutions, ps.json, ps.sender, ps.sender_res, ps.internal
         if sender_addr is None:  # a mapping without a from party
             sender_addr = (signals.addresses(item, "from") or [None])[0]
-        sender_res = resolutions.get((1, sender_addr)) if sender_addr else None
-        internal = sender_addr is not None and index.mailbox(sender_addr) is not None
+            sender_res = resolutions.get((1, sender_addr)) if sender_addr else None
+            internal = sender_addr is not None and self.index.mailbox(sender_addr) is not None
 
         h = sig.chash
         if h is not None:
@@ -738,7 +774,7 @@ class Tracker(MailHook):
 
         tracked, tracked_by, reason = False, None, ""
         accepting: tuple[str, str | None] | None = None
-        auto = signals.auto_reply_reason(headers, subject) if self.cfg.ignore_auto_replies else None
+        auto = sig.auto
         if by_category:
             tracked, tracked_by, reason = True, "category", f"category {cat_name!r} (manual tracking)"
         elif auto:
@@ -750,10 +786,9 @@ class Tracker(MailHook):
         elif prev and prev[0]:
             tracked, tracked_by, reason = True, prev[1], f"already tracked ({prev[2]})"
         else:
-            tracked, reason, accepting = self._accept(mailbox, item, outgoing, corr, sender_res, resolutions, owner)
+            tracked, reason, accepting = self._accept(mailbox, outgoing, corr, sender_res, ps, owner)
             tracked_by = "filter" if tracked else None
 
-        party_json = "[" + ",".join(frags) + "]"
         if not tracked:
             self._record(mb, gid, messageid, subject, container.label, False, None, reason, prev[3] if prev else None, corr.method,
                          corr.activityid, None, None, None, party_json, None, tx)
@@ -801,7 +836,7 @@ class Tracker(MailHook):
                 values["acceptingentityid"] = accepting[1]
             values["receivingmailboxid"] = mailbox_record_id(mailbox)
         if existing is None and self._has_owner:
-            owner_id = self._email_owner(outgoing, owner, resolutions, sender_addr, sender_res, corr.owner)
+            owner_id = self._email_owner(outgoing, owner, ps.users, sender_addr, sender_res, corr.owner)
             if owner_id is not None:
                 values["ownerid"], values["owneridtype"] = owner_id, "systemuser"
         if existing is not None and existing.direction and not outgoing:
@@ -811,6 +846,7 @@ class Tracker(MailHook):
         # parties
         if self.cfg.auto_create_contacts and sender_addr and not outgoing and not internal and sender_res is not None and not sender_res.refs \
                 and not sender_res.inactive and "contact" in self.store.tables:  # no record at all (not even an inactive one)
+            resolutions = dict(resolutions)  # (the party set's own stays as it was)
             sender_res = resolutions[(1, sender_addr)] = self._create_contact(tx, mb, item, sender_addr)
             party_json = _ENCODE([res.to_dict(MASKS.get(m, str(m))) for (m, _), res in resolutions.items()])
         parties = self._parties(key, records[1:], resolutions)
@@ -923,55 +959,67 @@ class Tracker(MailHook):
         return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid)
 
     def _wait(self, mb: str, gid: str, thread: _Thread | None) -> bool:
-        """Make (mb, gid) wait on the values of `thread` (or on nothing): a later write of a matching email marks it late."""
+        """Make (mb, gid) wait on the values of `thread` (or on nothing): a later write of a matching email marks it late.
+
+        Kept as plain tuples, which the cyclic garbage collector stops tracking: a large run keeps one per message."""
         pk = (mb, gid)
         if thread is None:
             self._threads.pop(pk, None)
             return False
-        self._threads[pk] = thread
+        self._threads[pk] = (*thread,)
         cc = self.cfg.correlation
-        waiting = self._waiting
+        m, t, h, o = self._waiting
         if cc.headers:
             for mid in thread.ids:
-                waiting.setdefault(("m", mid), []).append(pk)
+                m[mid] = m.get(mid, ()) + (pk,)
         if thread.t is not None and cc.token and self.tokens.enabled:
-            waiting.setdefault(("t", thread.t), []).append(pk)
+            t[thread.t] = t.get(thread.t, ()) + (pk,)
         if thread.h is not None and cc.conversation:
-            waiting.setdefault(("h", thread.h), []).append(pk)
+            h[thread.h] = h.get(thread.h, ()) + (pk,)
         if thread.o is not None:
-            waiting.setdefault(("o", thread.o), []).append(pk)
+            o[thread.o] = o.get(thread.o, ()) + (pk,)
         return True
+
+    def _thread(self, mb: str, gid: str) -> _Thread | None:
+        """The thread keys (mb, gid) waits with (None: it does not wait)."""
+        raw = self._threads.get((mb, gid))
+        return None if raw is None else _Thread._make(raw)
 
     def _written_thread(self, row: _Row) -> None:
         """An email written with these values: mark the messages it is a better match for late (the late re-check's input)."""
-        waiting = self._waiting
+        m, t, h, o = self._waiting
         mid = row.messageid
-        for kind, value in (("m", mid), ("o", mid), ("t", row.token), ("h", row.chash)):
-            if value is None:
-                continue
-            pks = waiting.get((kind, value))
-            if not pks:
-                continue
-            keep: list[tuple[str, str]] = []
-            for pk in pks:
-                thread = self._threads.get(pk)
-                if thread is None:
-                    continue  # decided again since, without this value
-                if kind == "m":
-                    ok = mid != thread.m and mid in thread.ids
-                elif kind == "o":
-                    ok = bool(row.direction) and thread.o == mid
-                else:
-                    ok = (thread.t == value if kind == "t" else thread.h == value) and (mid is None or mid != thread.m) \
-                        and (row.senton is None or thread.s is None or row.senton <= thread.s)
-                if ok:
-                    self._late.setdefault(pk[0], {})[pk[1]] = LATE_THREAD
-                else:
-                    keep.append(pk)
-            if keep:
-                waiting[(kind, value)] = keep
+        if mid is not None:
+            if mid in m:
+                self._satisfy(m, mid, lambda thread: mid != thread.m and mid in thread.ids)
+            if mid in o and row.direction:
+                self._satisfy(o, mid, lambda thread: thread.o == mid)
+        if row.token is not None and row.token in t:
+            self._satisfy(t, row.token, lambda thread: thread.t == row.token and self._later(row, thread))
+        if row.chash is not None and row.chash in h:
+            self._satisfy(h, row.chash, lambda thread: thread.h == row.chash and self._later(row, thread))
+
+    @staticmethod
+    def _later(row: _Row, thread: _Thread) -> bool:
+        """`row` is a match for the message of `thread` as token and thread-hash correlation require: another message, sent no later."""
+        return (row.messageid is None or row.messageid != thread.m) and (row.senton is None or thread.s is None or row.senton <= thread.s)
+
+    def _satisfy(self, waiting: dict[Any, tuple[tuple[str, str], ...]], value: Any, ok: Any) -> None:
+        """Mark late the messages waiting on `value` that the email just written is a better match for (`ok(thread)`);
+        the rest wait on."""
+        keep: list[tuple[str, str]] = []
+        for pk in waiting[value]:
+            thread = self._thread(*pk)
+            if thread is None:
+                continue  # decided again since, without this value
+            if ok(thread):
+                self._late.setdefault(pk[0], {})[pk[1]] = LATE_THREAD
             else:
-                del waiting[(kind, value)]
+                keep.append(pk)
+        if keep:
+            waiting[value] = tuple(keep)
+        else:
+            del waiting[value]
 
     @staticmethod
     def _accepts(option: str, parties: list[PartyRef], corr: Correlation) -> tuple[bool, str]:
@@ -987,29 +1035,20 @@ class Tracker(MailHook):
         hit = next(iter(parties), None)
         return (True, f"email-enabled record {hit.table} {hit.id}") if hit else (False, "no email-enabled record")
 
-    def _accept(self, mailbox: str, item: dict[str, Any], outgoing: bool, corr: Correlation, sender: Resolution | None,
-                res: dict[tuple[int, str], Resolution], owner: str | None) -> tuple[bool, str, tuple[str, str | None] | None]:
+    def _accept(self, mailbox: str, outgoing: bool, corr: Correlation, sender: Resolution | None, ps: _PartySet,
+                owner: str | None) -> tuple[bool, str, tuple[str, str | None] | None]:
         """The automatic filter: does any recipient user/queue's `track` option accept the message?"""
         index = self.index
         accepts = self._accepts
         if outgoing:
             own_ent = index.mailbox(mailbox)
             option = self._option(mailbox, own_ent.table, own_ent.id) if own_ent else self.settings.track_option(mailbox)
-            others = [ref for (m, _), r in res.items() if m != 1 for ref in r.refs]
-            ok, why = accepts(option, others, corr)
+            ok, why = accepts(option, [ref for (m, _), r in ps.resolutions.items() if m != 1 for ref in r.refs], corr)
             verdict = f"sent by the mailbox owner; track={option} ({TRACK_OPTION_VALUE[option]}): {why}"
             return ok, ("tracked: " if ok else "not tracked: ") + verdict, ("systemuser", owner) if ok else None
         sender_refs = sender.refs if sender else []
         tried: list[str] = []
-        seen: set[str] = set()
-        mailboxes = index.mailboxes
-        for mask, addr in res:
-            if mask != 2 and mask != 3:
-                continue
-            ent = mailboxes.get(addr.lower())
-            if ent is None or ent.address in seen:
-                continue
-            seen.add(ent.address)
+        for ent in ps.recipients:
             option = self._option(ent.address, ent.table, ent.id)
             ok, why = accepts(option, sender_refs, corr)
             tried.append(f"{ent.address} track={option}: {why}")
@@ -1017,7 +1056,7 @@ class Tracker(MailHook):
                 return True, f"accepted by {ent.table} {ent.address} (track={option} ({TRACK_OPTION_VALUE[option]}): {why})", (ent.table, ent.id)
         own = index.mailbox(mailbox)
         own_addr = own.address if own else mailbox.lower()
-        if own_addr not in seen:
+        if not any(ent.address == own_addr for ent in ps.recipients):
             option = self._option(mailbox, own.table, own.id) if own else self.settings.track_option(mailbox)
             if option == "all":
                 return True, f"accepted by {mailbox}: received as Bcc or through a distribution list, and it tracks all email", \
@@ -1157,6 +1196,8 @@ class Tracker(MailHook):
     # parties -------------------------------------------------------------------------------------
     @staticmethod
     def _parties(key: str, mapped: Iterable[Record], res: dict[tuple[int, str], Resolution]) -> list[Record]:
+        """The email's activityparty rows: one per record each party resolved to (the mapping's own row, set in place, for
+        the first), or the mapping's row unresolved."""
         out: list[Record] = []
         for r in mapped:
             if r.table != "activityparty":
@@ -1165,23 +1206,25 @@ class Tracker(MailHook):
             rv = r.values
             mask, addr = rv.get("participationtypemask"), rv.get("addressused")
             found = res.get((mask, addr)) if isinstance(addr, str) else None
-            same = rv.get("activityid") == key
-            if same and (found is None or not found.refs) and rv.get("partyid") is None:
-                out.append(r)  # unresolved, as mapped: the mapping's row is the row
-                continue
-            refs: list[PartyRef | None] = found.refs if found and found.refs else [None]  # type: ignore[assignment]
-            for i, ref in enumerate(refs):
-                if same and i == 0:
-                    pid = r.key  # the mapping's key: one row per (activity, role, address) when it resolves to one record
-                else:
-                    pid = uuid5_str(_PARTY_NS, f"{key}\x1f{mask}\x1f{addr}\x1f{ref.table + ':' + ref.id if ref else ''}")
+            refs: list[PartyRef] | list[None] = found.refs if found is not None and found.refs else [None]
+            if rv.get("activityid") == key:
+                ref = refs[0]
+                if ref is not None:
+                    rv["partyid"], rv["partyobjecttypecode"] = ref.id, ref.table
+                elif rv.get("partyid") is not None:
+                    rv["partyid"] = rv["partyobjecttypecode"] = None
+                out.append(r)  # the mapping's key: one row per (activity, role, address) when it resolves to one record
+                more = refs[1:]
+            else:
+                more = refs
+            for ref in more:
                 v = rv.copy()
                 v["activityid"] = key
                 if ref is None:
                     v["partyid"] = v["partyobjecttypecode"] = None
                 else:
                     v["partyid"], v["partyobjecttypecode"] = ref.id, ref.table
-                out.append(Record("activityparty", pid, v))
+                out.append(Record("activityparty", uuid5_str(_PARTY_NS, f"{key}\x1f{mask}\x1f{addr}\x1f{ref.table + ':' + ref.id if ref else ''}"), v))
         return out
 
     def _merge_parties(self, page: _Page, key: str, parties: list[Record]) -> list[Record]:
@@ -1329,7 +1372,7 @@ class Tracker(MailHook):
             if not todo:
                 break
             await asyncio.gather(*(one(address, user_id) for address, user_id in todo))
-        self._rechecked, self._threads, self._waiting, self._late = {}, {}, {}, {}
+        self._rechecked, self._threads, self._waiting, self._late = {}, {}, ({}, {}, {}, {}), {}
 
     async def _late_recheck(self, client: Any, mailbox: str, user_id: str, limiter: Any, seen: dict[str, tuple[dict[str, Any], Container]]) -> None:
         """Re-evaluate this run's messages a later event bears on: ones whose thread now has a better match than they found
@@ -1341,7 +1384,7 @@ class Tracker(MailHook):
         created = len(self._created)
         late = self._late_matches(mailbox)
         relink = [(gid, thread) for gid, why in late.items() if why == LATE_THREAD
-                  for thread in (self._threads.get((mb, gid)),) if thread is not None and thread.activityid]
+                  for thread in (self._thread(mb, gid),) if thread is not None and thread.activityid]
         if relink:
             for gid in self._relink(mailbox, relink):
                 late.pop(gid, None)
@@ -1384,7 +1427,7 @@ class Tracker(MailHook):
                 row = self._existing(page, key)
                 if row is None:
                     continue
-                sig = _Sig({}, thread.ids + ((thread.o,) if thread.o else ()), thread.h, None, thread.t)
+                sig = _Sig(thread.ids + ((thread.o,) if thread.o else ()), thread.h, None, thread.t, None)
                 values = {"senton": thread.s, "messageid": thread.m, "baseconversationindexhash": thread.h}
                 corr = self._correlate(page, {}, values, sig, row.subject, thread.m, key)
                 if corr.activityid is None:
@@ -1409,23 +1452,12 @@ class Tracker(MailHook):
                 done.append(gid)
         return done
 
-    def _email_owner(self, outgoing: bool, mailbox_owner: str | None, res: dict[tuple[int, str], Resolution], sender_addr: str | None,
+    def _email_owner(self, outgoing: bool, mailbox_owner: str | None, users: tuple[str, ...], sender_addr: str | None,
                      sender: Resolution | None, correlated_owner: str | None) -> str | None:
         """The owner of a new email (server-side-sync.md §2.13): sent mail belongs to the mailbox owner. Received mail goes to
-        a user among its To, then Cc, then Bcc recipients: the one owning the correlated email, else the one owning the
-        sender's record, else the first; with no user recipient, to the receiving mailbox's owner."""
-        if outgoing:
-            return mailbox_owner
-        to: list[str] = []
-        cc: list[str] = []
-        bcc: list[str] = []
-        for (mask, _), r in res.items():
-            if 2 <= mask <= 4:
-                for ref in r.refs:
-                    if ref.table == "systemuser":
-                        (to if mask == 2 else cc if mask == 3 else bcc).append(ref.id)
-        users = to + cc + bcc
-        if not users:
+        a user among its To, then Cc, then Bcc recipients (`users`): the one owning the correlated email, else the one owning
+        the sender's record, else the first; with no user recipient, to the receiving mailbox's owner."""
+        if outgoing or not users:
             return mailbox_owner
         if correlated_owner is not None and correlated_owner in users:
             return correlated_owner

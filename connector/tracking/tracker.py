@@ -91,6 +91,7 @@ def _now() -> str:
 _KEY_CONTEXT = MappingContext(mailbox="", folder="")  # for computing an email's key from its Message-ID alone
 _BATCH = 20  # messages per JSON batch when re-fetching (Graph's limit)
 _REEVALUATE_CHUNK = 1000  # late messages evaluated again per transaction
+_NO_DATE = "\uffff"  # sorts after every senton: a message without one can be matched by any
 _MAX_PASSES = 10  # end_run's late re-check passes (each must change something to need the next)
 LATE_THREAD = "the rest of its thread synced"
 LATE_CONTACT = "a contact was created for one of its parties"
@@ -262,7 +263,8 @@ class Tracker(MailHook):
         # t (token), h (thread hash) and o (the sent copy of internal mail). Writing an email with such a value marks the
         # waiters it satisfies `late`, for the late re-check.
         self._threads: dict[tuple[str, str], tuple[Any, ...]] = {}  # (mailbox, graph id) -> its _Thread, as a plain tuple
-        self._waiting: tuple[dict[Any, tuple[tuple[str, str], ...]], ...] = ({}, {}, {}, {})  # by kind: m, t, h, o
+        # by kind: m and o: value -> waiters; t and h: value -> (the latest senton among them, waiters)
+        self._waiting: tuple[dict[Any, Any], ...] = ({}, {}, {}, {})
         self._late: dict[str, dict[str, str]] = {}  # mailbox -> graph id -> why it is decided again
         self._created: set[str] = set()  # addresses given a contact in this run (auto_create_contacts)
         self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
@@ -539,21 +541,29 @@ class Tracker(MailHook):
     def _load_rows(self, page: _Page, dim: str, values: list[Any]) -> None:
         """The first `_PRELOAD_CAP` stored emails (rowid order) of each value of `dim`."""
         stored, capped = page.stored[dim], page.capped[dim]
+        attr = _DIM_ATTR[dim]
         for i in range(0, len(values), 500):
             chunk = values[i:i + 500]
             for v in chunk:
                 stored[v] = []
-            rows = page.tx.execute(
-                f"SELECT {_ROW_COLS.replace('rowid', 'rid', 1)} FROM (SELECT {_ROW_COLS.replace('rowid', 'rowid AS rid', 1)}, "
-                f"ROW_NUMBER() OVER (PARTITION BY {dim} ORDER BY rowid) AS rn FROM email WHERE {dim} IN ({','.join('?' * len(chunk))})) "
-                "WHERE rn <= ? ORDER BY rid", (*chunk, _PRELOAD_CAP)).fetchall()
-            attr = _DIM_ATTR[dim]
+            marks = ",".join("?" * len(chunk))
+            # the index on `dim` gives each value's rows in rowid order; a value with more rows than the cap would make this
+            # read them all, so past cap x values rows the window query (about twice as slow) bounds each value instead
+            limit = _PRELOAD_CAP * len(chunk)
+            rows = page.tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE {dim} IN ({marks}) ORDER BY {dim}, rowid LIMIT ?", (*chunk, limit + 1)).fetchall()
+            if len(rows) > limit:
+                rows = page.tx.execute(
+                    f"SELECT {_ROW_COLS.replace('rowid', 'rid', 1)} FROM (SELECT {_ROW_COLS.replace('rowid', 'rowid AS rid', 1)}, "
+                    f"ROW_NUMBER() OVER (PARTITION BY {dim} ORDER BY rowid) AS rn FROM email WHERE {dim} IN ({marks})) "
+                    f"WHERE rn <= ? ORDER BY {dim}, rid", (*chunk, _PRELOAD_CAP)).fetchall()
             for r in rows:
                 row = _Row(*r)
-                lst = stored[getattr(row, attr)]
-                lst.append(row)
-                if len(lst) >= _PRELOAD_CAP:
-                    capped[getattr(row, attr)] = row.order
+                value = getattr(row, attr)
+                lst = stored[value]
+                if len(lst) < _PRELOAD_CAP:
+                    lst.append(row)
+                    if len(lst) == _PRELOAD_CAP:
+                        capped[value] = row.order
 
     def _first(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None) -> _Row | None:
         """The email `SELECT ... FROM email WHERE dim = value [AND activityid != key AND messageid != own AND senton <= sent] LIMIT 1`
@@ -972,10 +982,15 @@ class Tracker(MailHook):
         if cc.headers:
             for mid in thread.ids:
                 m[mid] = m.get(mid, ()) + (pk,)
+        # token and thread-hash waiters: only an email sent no later than one of them can satisfy it, so each value keeps
+        # the latest senton among its waiters and the (usual) write of a later reply skips them all at once
+        latest = thread.s or _NO_DATE
         if thread.t is not None and cc.token and self.tokens.enabled:
-            t[thread.t] = t.get(thread.t, ()) + (pk,)
+            got = t.get(thread.t)
+            t[thread.t] = (max(got[0], latest), got[1] + (pk,)) if got else (latest, (pk,))
         if thread.h is not None and cc.conversation:
-            h[thread.h] = h.get(thread.h, ()) + (pk,)
+            got = h.get(thread.h)
+            h[thread.h] = (max(got[0], latest), got[1] + (pk,)) if got else (latest, (pk,))
         if thread.o is not None:
             o[thread.o] = o.get(thread.o, ()) + (pk,)
         return True
@@ -994,10 +1009,16 @@ class Tracker(MailHook):
                 self._satisfy(m, mid, lambda thread: mid != thread.m and mid in thread.ids)
             if mid in o and row.direction:
                 self._satisfy(o, mid, lambda thread: thread.o == mid)
-        if row.token is not None and row.token in t:
-            self._satisfy(t, row.token, lambda thread: thread.t == row.token and self._later(row, thread))
-        if row.chash is not None and row.chash in h:
-            self._satisfy(h, row.chash, lambda thread: thread.h == row.chash and self._later(row, thread))
+        sent = row.senton
+        for waiting, value, attr in ((t, row.token, 1), (h, row.chash, 0)):
+            got = waiting.get(value) if value is not None else None
+            if got is None or (sent is not None and sent > got[0]):
+                continue  # nobody waits on it, or every waiter was sent before this email
+            keep = self._satisfied(got[1], lambda thread: (thread.h if attr == 0 else thread.t) == value and self._later(row, thread))
+            if keep:
+                waiting[value] = (max(self._thread(*pk).s or _NO_DATE for pk in keep), keep)  # type: ignore[union-attr]
+            else:
+                del waiting[value]
 
     @staticmethod
     def _later(row: _Row, thread: _Thread) -> bool:
@@ -1007,19 +1028,24 @@ class Tracker(MailHook):
     def _satisfy(self, waiting: dict[Any, tuple[tuple[str, str], ...]], value: Any, ok: Any) -> None:
         """Mark late the messages waiting on `value` that the email just written is a better match for (`ok(thread)`);
         the rest wait on."""
+        keep = self._satisfied(waiting[value], ok)
+        if keep:
+            waiting[value] = keep
+        else:
+            del waiting[value]
+
+    def _satisfied(self, pks: tuple[tuple[str, str], ...], ok: Any) -> tuple[tuple[str, str], ...]:
+        """Mark late the waiters `ok(thread)` holds for; the ones still waiting (stale ones, decided again since, dropped)."""
         keep: list[tuple[str, str]] = []
-        for pk in waiting[value]:
+        for pk in pks:
             thread = self._thread(*pk)
             if thread is None:
-                continue  # decided again since, without this value
+                continue
             if ok(thread):
                 self._late.setdefault(pk[0], {})[pk[1]] = LATE_THREAD
             else:
                 keep.append(pk)
-        if keep:
-            waiting[value] = tuple(keep)
-        else:
-            del waiting[value]
+        return tuple(keep)
 
     @staticmethod
     def _accepts(option: str, parties: list[PartyRef], corr: Correlation) -> tuple[bool, str]:

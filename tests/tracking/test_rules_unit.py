@@ -172,3 +172,32 @@ def test_demo_records_match_the_demo_tenant(tmp_path: Path) -> None:
     counts = prepare_demo(store)
     assert counts["account"] >= 4 and counts["contact"] >= 6 and counts["systemuser"] >= 5 and counts["queue"] == 1
     assert store.lookup("account", "accountnumber", "F-100") and store.lookup("contact", "emailaddress1", "chris.naidoo@fabrikam.com")
+
+
+# correlation lookups -------------------------------------------------------------------------------
+@pytest.mark.parametrize("cap", [2, 64])
+def test_correlation_finds_the_first_eligible_email_past_the_preloaded_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
+    """A page preloads the first `_PRELOAD_CAP` emails of each thread value; a message whose eligible match lies past them
+    (the earlier rows were sent after it) still finds the first eligible one, in rowid order, as the SQL would."""
+    from connector.mapping.records import Record
+    from connector.tracking import tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "_PRELOAD_CAP", cap)
+    with SqliteStore(tmp_path / "s.db") as store:
+        t = tracker_module.Tracker(Settings.load(None), store)
+        sent = ["2026-01-05T00:00:00Z", "2026-01-04T00:00:00Z", "2026-01-03T00:00:00Z", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]
+        store.upsert_records([Record("email", f"e{i}", {"subject": f"s{i}", "messageid": f"<m{i}@x>", "senton": s, "baseconversationindexhash": 7})
+                              for i, s in enumerate(sent)])
+        store.upsert_records([Record("email", "other", {"subject": "o", "messageid": "<o@x>", "baseconversationindexhash": 8})])
+        with store.transaction() as tx:
+            page = tracker_module._Page(tx)
+            t._load_rows(page, "baseconversationindexhash", [7, 8, 9])
+            assert [r.activityid for r in page.stored["baseconversationindexhash"][7]] == [f"e{i}" for i in range(min(cap, 5))]
+            assert page.stored["baseconversationindexhash"][9] == []
+            got = t._first(page, "baseconversationindexhash", 7, ("new", "<new@x>", "2026-01-02T12:00:00Z"))
+            assert got is not None and got.activityid == "e3"  # e0-e2 were sent later; e3 is the first eligible one
+            assert t._first(page, "baseconversationindexhash", 7, ("new", "<new@x>", "2025-12-31T00:00:00Z")) is None
+            assert t._first(page, "baseconversationindexhash", 8, None).activityid == "other"  # type: ignore[union-attr]
+            alone = tracker_module._Page(tx)  # one value with more rows than the cap allows for the chunk: the bounded query
+            t._load_rows(alone, "baseconversationindexhash", [7])
+            assert [r.activityid for r in alone.stored["baseconversationindexhash"][7]] == [f"e{i}" for i in range(min(cap, 5))]

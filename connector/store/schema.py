@@ -10,7 +10,7 @@ from hashlib import blake2b
 
 from connector.mapping.schema_data import CHOICE_TYPES, FLOAT_TYPES, INT_TYPES, ColumnInfo, TableInfo
 
-STORE_SCHEMA_VERSION = 4
+STORE_SCHEMA_VERSION = 5
 """Bump with a new entry in ``MIGRATIONS`` whenever the connector tables change."""
 
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -91,6 +91,16 @@ def _decisions_keyed(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE tracking_decision")
     conn.execute("ALTER TABLE tracking_decision_v4 RENAME TO tracking_decision")
     conn.execute("CREATE INDEX ix_tracking_decision_mailbox ON tracking_decision (mailbox, decided_at)")
+
+
+def _aliases_of_stored_emails(conn: sqlite3.Connection) -> None:
+    """v5: every email stored so far, by Message-ID (their keys may come from another mapping or an import)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'email'").fetchone() is None:
+        return
+    if not any(r[1] == "messageid" for r in conn.execute('PRAGMA table_info("email")')):
+        return
+    conn.execute("INSERT OR IGNORE INTO tracking_email_alias (messageid, activityid) "
+                 "SELECT messageid, activityid FROM email WHERE messageid IS NOT NULL AND activityid IS NOT NULL")
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
@@ -183,6 +193,18 @@ MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     # 4: tracking decisions keyed by a 64-bit hash of (mailbox, Graph id) instead of the text pair, without the
     # messageid and activityid indexes (explain and the demo read few rows): fewer, narrower index writes per message.
     4: (_decisions_keyed,),
+    # 5: tracking finds an email by Message-ID through the key the email mapping gives it (its primary key), so the
+    # wide, randomly written email(messageid) index goes; emails stored under any other key (imported ones, and every
+    # email already stored) are listed here by Message-ID instead.
+    5: (
+        """CREATE TABLE IF NOT EXISTS tracking_email_alias (
+            messageid TEXT NOT NULL,
+            activityid TEXT NOT NULL,
+            PRIMARY KEY (messageid, activityid)
+        ) WITHOUT ROWID""",
+        _aliases_of_stored_emails,
+        "DROP INDEX IF EXISTS ix_tracking_email_messageid",
+    ),
 }
 
 

@@ -108,6 +108,9 @@ def import_records(store: SqliteStore, paths: Iterable[str | Path]) -> dict[str,
     counts: dict[str, int] = {}
     with store.transaction() as tx:
         tx.upsert_records(records)
+        # imported emails keep their own keys: tracking finds them by Message-ID here (see tracker._load_messageids)
+        tx.executemany("INSERT OR IGNORE INTO tracking_email_alias (messageid, activityid) VALUES (?, ?)",
+                       [(r.values["messageid"], r.key) for r in records if r.table == "email" and r.values.get("messageid")])
     for r in records:
         counts[r.table] = counts.get(r.table, 0) + 1
     return counts

@@ -280,6 +280,7 @@ class Tracker(MailHook):
         self._options: dict[tuple[str, str, str | None], str] = {}
         self._cids: dict[str, str | None] = {}
         self._topics: dict[str, str] = {}
+        self._mid_keys: dict[str, tuple[str, str]] = {}  # Message-ID -> (its email's key, the received copy's key)
         self._canon: tuple[tuple[str, ...], dict[str, None]] | None = None  # (column names, a template of them all set to None)
         self._message_url: tuple[str, str] | None = None
         self._email_mapping: Any = None
@@ -287,7 +288,6 @@ class Tracker(MailHook):
         self._record_owners: dict[tuple[str, PartyRef], str | None] = {}
         with store.transaction() as tx:
             for name, table, cols in (
-                ("ix_tracking_email_messageid", "email", "messageid"),
                 ("ix_tracking_email_token", "email", "trackingtoken) WHERE (trackingtoken IS NOT NULL"),
                 ("ix_tracking_email_convhash", "email", "baseconversationindexhash"),
                 ("ix_tracking_email_convid", "email", "conversationtrackingid"),
@@ -296,6 +296,8 @@ class Tracker(MailHook):
                     tx.execute(f'CREATE INDEX IF NOT EXISTS {name} ON "{table}" ({cols})')
             # activityparty(activityid) is indexed by the store (ix_activityparty_activityid); a second copy only slows every write
             tx.execute("DROP INDEX IF EXISTS ix_tracking_party_activity")
+            # emails are found by Message-ID through their keys (`_load_messageids`), not through a messageid index
+            tx.execute("DROP INDEX IF EXISTS ix_tracking_email_messageid")
 
     @classmethod
     def from_settings(cls, settings: Settings, store: SqliteStore, mappings: Any = None) -> Tracker:
@@ -538,8 +540,57 @@ class Tracker(MailHook):
             for r in page.tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE activityid IN ({','.join('?' * len(chunk))})", chunk):
                 emails[r[1]] = _Row(*r)
 
+    def _load_messageids(self, page: _Page, mids: list[str]) -> None:
+        """The stored emails of each Message-ID (rowid order), found by primary key: the key the email mapping gives that
+        Message-ID, the received copy's derived from it, and the keys `tracking_email_alias` lists for it (imported emails,
+        and emails stored before this lookup existed). No index on email(messageid) is kept: every page inserted into it
+        at random, the widest index tracking wrote."""
+        stored = page.stored["messageid"]
+        keys: list[str] = []
+        exact = self.mappings is None
+        for mid in mids:
+            stored[mid] = []
+            got = self._keys_of(mid)
+            if got is None:
+                exact = True
+            else:
+                keys.extend(got)
+        rows: dict[str, tuple[Any, ...]] = {}
+        tx = page.tx
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows.update((r[1], r) for r in tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE activityid IN ({','.join('?' * len(chunk))})", chunk))
+        for i in range(0, len(mids), 500):
+            chunk = mids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            if exact:  # no email mapping to compute keys with (the tracker used on its own): read them by value
+                found = tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE messageid IN ({marks})", chunk)
+            else:
+                found = tx.execute(f"SELECT {', '.join('e.' + c for c in _ROW_COLS.split(', '))} FROM tracking_email_alias a "
+                                   f"JOIN email e ON e.activityid = a.activityid WHERE a.messageid IN ({marks})", chunk)
+            rows.update((r[1], r) for r in found)
+        for r in sorted(rows.values()):
+            lst = stored.get(r[5])  # the row's messageid: a key's email is the Message-ID's only when its messageid says so
+            if lst is not None:
+                lst.append(_Row(*r))
+
+    def _keys_of(self, mid: str) -> tuple[str, str] | None:
+        """(the key the email mapping gives this Message-ID, the received copy's key), or None without a mapping."""
+        got = self._mid_keys.get(mid)
+        if got is None:
+            base = self._email_key(mid)
+            if base is None:
+                return None
+            if len(self._mid_keys) > 50_000:
+                self._mid_keys.clear()
+            got = self._mid_keys[mid] = (base, uuid5_str(_PARTY_NS, base + RECEIVED_SUFFIX))
+        return got
+
     def _load_rows(self, page: _Page, dim: str, values: list[Any]) -> None:
         """The first `_PRELOAD_CAP` stored emails (rowid order) of each value of `dim`."""
+        if dim == "messageid":
+            self._load_messageids(page, values)
+            return
         stored, capped = page.stored[dim], page.capped[dim]
         attr = _DIM_ATTR[dim]
         for i in range(0, len(values), 500):

@@ -106,12 +106,12 @@ def test_transactions_do_not_nest(store: SqliteStore) -> None:
 def test_migration_version_and_reopen(tmp_path: Path, mapping_set: MappingSet, ctx: MappingContext) -> None:
     db = tmp_path / "v.db"
     with SqliteStore(db) as s:
-        assert s.schema_version == STORE_SCHEMA_VERSION == 4
+        assert s.schema_version == STORE_SCHEMA_VERSION == 5
         s.upsert_records(email_records(mapping_set, ctx))
     with SqliteStore(db) as s:  # reopening migrates nothing and keeps data
         assert s.count("email") == 1
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == ("5",)
     conn.execute("PRAGMA user_version = 99")
     conn.commit()
     conn.close()
@@ -132,11 +132,26 @@ def test_v3_decisions_are_rekeyed_by_the_v4_migration(tmp_path: Path) -> None:
     conn.execute("PRAGMA user_version = 3")
     conn.close()
     with SqliteStore(db) as s:
-        assert s.schema_version == 4
+        assert s.schema_version == STORE_SCHEMA_VERSION
         assert s.query("SELECT key, graph_id, subject, reason FROM tracking_decision") == [
             (decision_key("adele@contoso.com", "AAMk1"), "AAMk1", "Hello", "tracked")]
         names = {n for (n,) in s.query("SELECT name FROM sqlite_master WHERE tbl_name = 'tracking_decision' AND type = 'index'")}
         assert "ix_tracking_decision_mailbox" in names and "ix_tracking_decision_messageid" not in names
+
+
+def test_v5_lists_stored_emails_by_message_id_and_drops_the_messageid_index(tmp_path: Path, mapping_set: MappingSet, ctx: MappingContext) -> None:
+    db = tmp_path / "v4.db"
+    with SqliteStore(db) as s:
+        s.upsert_records(email_records(mapping_set, ctx))
+        key, mid = s.query("SELECT activityid, messageid FROM email")[0]
+        with s.transaction() as tx:  # back to what a v4 store with tracking looked like
+            tx.execute("DROP TABLE tracking_email_alias")
+            tx.execute("CREATE INDEX ix_tracking_email_messageid ON email (messageid)")
+        s._conn.execute("PRAGMA user_version = 4")
+    with SqliteStore(db) as s:
+        assert s.schema_version == STORE_SCHEMA_VERSION
+        assert s.query("SELECT messageid, activityid FROM tracking_email_alias") == [(mid, key)]
+        assert not s.query("SELECT name FROM sqlite_master WHERE name = 'ix_tracking_email_messageid'")
 
 
 def test_adding_a_column_alters_the_table(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from connector.cli import app
+from connector.store.sqlite import SqliteStore
 
 from .conftest import TrackRunner, ext, hdr, scenario
 
@@ -61,6 +62,23 @@ def test_replies_with_headers_with_token_only_and_with_a_changed_subject(trackin
     acc = r.one("RE: Quote for Q1 CRM:0001001")
     assert acc["tracked"] and "track=responses" in acc["reason"] and acc["acceptingentity"] == {"table": "systemuser", "id": "u-adele"}
     assert by_header["receivingmailboxid"] and by_header["acceptingentityid"] == "u-adele"
+
+
+def test_a_reply_to_an_imported_email_correlates_by_its_message_id(tracking_for: Any, tmp_path: Any) -> None:
+    """Emails imported with their own keys (say, from Dataverse) are found by Message-ID as the ones the connector wrote."""
+    from connector.tracking import import_records
+
+    r: TrackRunner = tracking_for()
+    crm = tmp_path / "emails.yaml"
+    crm.write_text("email:\n  - {activityid: 0d6f2b7e-0000-4000-8000-000000000001, subject: Old order, messageid: '<old-order@fabrikam.com>',\n"
+                   "     regardingobjectid: acc-fab, regardingobjecttypecode: account}\n")
+    with SqliteStore(f"sqlite:///{r.db}") as s:
+        import_records(s, [crm])
+    r.emu.deliver("adele@contoso.com", ext("RE: Old order", internetMessageHeaders=hdr(In_Reply_To="<old-order@fabrikam.com>")))
+    r.sync()
+    reply = r.email("RE: Old order")
+    assert (reply["correlationmethod"], reply["correlatedactivityid"]) == (3, "0d6f2b7e-0000-4000-8000-000000000001")
+    assert (reply["regardingobjectid"], reply["regardingobjecttypecode"]) == ("acc-fab", "account")
 
 
 def test_tokens_can_be_turned_off(tracking_for: Any) -> None:

@@ -19,8 +19,9 @@ earlier tracked mail, resolves its parties, sets the regarding record, and write
 
 A new email's owner follows server-side-sync.md §2.13 (`_email_owner`). Messages a later event bears on
 are decided again after their mailbox and, to a fixed point, at the end of the run (`after_mailbox`,
-`end_run`): a parent tracked later (tracked replies are re-linked from their stored thread keys, the
-rest evaluated again) or a contact created later for one of their parties. So the outcome does not
+`end_run`): a parent tracked later (each message waits, in memory, on the values a better match would
+have, and writing such an email marks it late; tracked replies are re-linked from their thread keys,
+the rest evaluated again) or a contact created later for one of their parties. So the outcome does not
 depend on the order pages, folders and mailboxes sync in.
 
 Calendar events and To Do tasks (`tracking.events`, `tracking.tasks`): with `all` (the default) every
@@ -852,7 +853,7 @@ class Tracker(MailHook):
 
         if not tracked:
             self._record(mb, gid, messageid, subject, container.label, False, None, reason, prev[3] if prev else None, corr.method,
-                         corr.activityid, None, None, None, party_json, None, tx)
+                         corr.activityid, None, None, None, party_json, tx)
             if self._wait(mb, gid, None if auto else self._thread_keys(sig, values, corr, None)):
                 self._remember_seen(mb, gid, item, container)
             return []
@@ -920,7 +921,7 @@ class Tracker(MailHook):
         if self.cfg.correlation.smart_matching:
             self._remember_smart(tx, key, subject, item)
         self._record(mb, gid, messageid, subject, container.label, True, tracked_by, reason, key, corr.method, corr.activityid,
-                     regarding, regarding_why, accepting, party_json, None, tx)
+                     regarding, regarding_why, accepting, party_json, tx)
         return out
 
     # events and tasks ----------------------------------------------------------------------------
@@ -961,7 +962,7 @@ class Tracker(MailHook):
             reason = f"category {cat_name!r} ({setting})"
             if prev is not None and not prev[0] and prev[3]:
                 reason += "; tracked again"
-            self._record(mb, gid, uid, subject, container.label, True, "category", reason, key, None, None, None, None, None, "[]", None, tx)
+            self._record(mb, gid, uid, subject, container.label, True, "category", reason, key, None, None, None, None, None, "[]", tx)
             return records
         link = tx.execute("SELECT deleted FROM item_link WHERE mailbox = ? AND resource = ? AND graph_id = ?",
                           (mailbox, container.kind, gid)).fetchone()
@@ -977,7 +978,7 @@ class Tracker(MailHook):
             reason = f"no category {cat_name!r} ({setting})"
         if linked:
             tx.mark_link_deleted(mailbox, container.kind, gid)  # unlinked: an Outlook delete or a reconciliation no longer reaches the record
-        self._record(mb, gid, uid, subject, container.label, False, None, reason, kept, None, None, None, None, None, "[]", None, tx)
+        self._record(mb, gid, uid, subject, container.label, False, None, reason, kept, None, None, None, None, None, "[]", tx)
         return []
 
     def _canonical(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -1368,20 +1369,21 @@ class Tracker(MailHook):
     def _decide(self, tx: Any, *, mailbox: str, graph_id: str, messageid: str | None, subject: str | None, folder: str, tracked: bool,
                 reason: str, tracked_by: str | None = None, activityid: str | None = None, correlationmethod: int | None = None,
                 correlated: str | None = None, regarding: PartyRef | None = None, regarding_why: str | None = None,
-                accepting: tuple[str, str | None] | None = None, parties: list[dict[str, Any]] | None = None, thread: str | None = None) -> None:
+                accepting: tuple[str, str | None] | None = None, parties: list[dict[str, Any]] | None = None) -> None:
         self._record(mailbox, graph_id, messageid, subject, folder, tracked, tracked_by, reason, activityid, correlationmethod, correlated,
-                     regarding, regarding_why, accepting, _ENCODE(parties or []), thread, tx)
+                     regarding, regarding_why, accepting, _ENCODE(parties or []), tx)
 
     def _record(self, mailbox: str, graph_id: str, messageid: str | None, subject: str | None, folder: str, tracked: bool, tracked_by: str | None,
                 reason: str, activityid: str | None, correlationmethod: int | None, correlated: str | None, regarding: PartyRef | None,
-                regarding_why: str | None, accepting: tuple[str, str | None] | None, parties_json: str, thread: str | None, tx: Any) -> None:
-        """Buffer one decision row (`parties_json`: the resolutions as JSON); `page_done` writes them."""
+                regarding_why: str | None, accepting: tuple[str, str | None] | None, parties_json: str, tx: Any) -> None:
+        """Buffer one decision row (`parties_json`: the resolutions as JSON); `page_done` writes them. (The `thread` column
+        is no longer written: thread keys live in memory for the run, see `_wait`.)"""
         if self._pending_tx is not tx:
             self._pending, self._pending_tx = [], tx  # rows of a rolled-back page never leak into the next one
         self._pending.append(
             (decision_key(mailbox, graph_id), mailbox, graph_id, messageid, subject, folder, int(tracked), tracked_by, reason, activityid, correlationmethod, correlated,
              regarding.table if regarding else None, regarding.id if regarding else None, regarding_why,
-             accepting[0] if accepting else None, accepting[1] if accepting else None, parties_json, thread, _now()))
+             accepting[0] if accepting else None, accepting[1] if accepting else None, parties_json, None, _now()))
         if len(self._pending) >= 1000:
             self.page_done(tx)
 

@@ -185,3 +185,31 @@ def _folders(r: Runner) -> list[dict[str, Any]]:
 
     with graph_client(r.emu, Prefer="odata.maxpagesize=500") as c:
         return c.get("/users/adele@contoso.com/mailFolders/delta").json()["value"]
+
+
+def test_the_first_committed_page_freezes_the_startup_heap_once(runner_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the process holds when its first page commits (imports, the SDK, settings) leaves the cyclic collector's
+    lists once; a later run does not freeze again, and cycles made afterwards are still collected."""
+    import gc
+    import weakref
+
+    from connector.sync import engine
+
+    monkeypatch.setattr(engine, "_HEAP", [False])
+    gc.unfreeze()
+    r = runner_for(mail_scenario(3))
+    r.sync()
+    frozen = gc.get_freeze_count()
+    assert engine._HEAP[0] and frozen > 10_000
+
+    class Node:
+        pass
+
+    node = Node()
+    node.self = node  # type: ignore[attr-defined]
+    ref = weakref.ref(node)
+    del node
+    gc.collect()
+    assert ref() is None
+    r.sync()
+    assert gc.get_freeze_count() <= frozen  # nothing frozen again (frozen objects freed since only lower it)

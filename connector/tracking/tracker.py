@@ -260,13 +260,15 @@ class Tracker(MailHook):
         # mailbox -> graph id -> (message as synced in this run, its container): late re-check candidates, most recent last
         self._seen: dict[str, OrderedDict[str, tuple[dict[str, Any], Container]]] = {}
         # A message whose thread may get a better match later in the run (its parent, or a closer ancestor, not tracked yet)
-        # waits on the values that match would have: per kind, value -> [(mailbox, graph id)], kinds m (a header message id),
+        # waits on the values that match would have: per kind, value -> (mailbox, decision key) pairs, kinds m (a header message id),
         # t (token), h (thread hash) and o (the sent copy of internal mail). Writing an email with such a value marks the
         # waiters it satisfies `late`, for the late re-check.
-        self._threads: dict[tuple[str, str], tuple[Any, ...]] = {}  # (mailbox, graph id) -> its _Thread, as a plain tuple
+        # (mailbox, decision key) -> its _Thread as a plain tuple: a large run keeps one per message, so neither the ~150-character
+        # Graph id (looked up for late ones only, `_late_matches`) nor an object the garbage collector keeps tracking
+        self._threads: dict[tuple[str, int], tuple[Any, ...]] = {}
         # by kind: m and o: value -> waiters; t and h: value -> (the latest senton among them, waiters)
         self._waiting: tuple[dict[Any, Any], ...] = ({}, {}, {}, {})
-        self._late: dict[str, dict[str, str]] = {}  # mailbox -> graph id -> why it is decided again
+        self._late: dict[str, dict[int, str]] = {}  # mailbox -> decision key -> why it is decided again
         self._created: set[str] = set()  # addresses given a contact in this run (auto_create_contacts)
         self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
         self._rechecked: dict[str, tuple[str, str, int]] = {}  # mailbox -> (address, user id, contacts created when it was last re-checked)
@@ -1021,10 +1023,8 @@ class Tracker(MailHook):
         return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid)
 
     def _wait(self, mb: str, gid: str, thread: _Thread | None) -> bool:
-        """Make (mb, gid) wait on the values of `thread` (or on nothing): a later write of a matching email marks it late.
-
-        Kept as plain tuples, which the cyclic garbage collector stops tracking: a large run keeps one per message."""
-        pk = (mb, gid)
+        """Make (mb, gid) wait on the values of `thread` (or on nothing): a later write of a matching email marks it late."""
+        pk = (mb, decision_key(mb, gid))
         if thread is None:
             self._threads.pop(pk, None)
             return False
@@ -1049,7 +1049,10 @@ class Tracker(MailHook):
 
     def _thread(self, mb: str, gid: str) -> _Thread | None:
         """The thread keys (mb, gid) waits with (None: it does not wait)."""
-        raw = self._threads.get((mb, gid))
+        return self._thread_at((mb, decision_key(mb, gid)))
+
+    def _thread_at(self, pk: tuple[str, int]) -> _Thread | None:
+        raw = self._threads.get(pk)
         return None if raw is None else _Thread._make(raw)
 
     def _written_thread(self, row: _Row) -> None:
@@ -1068,7 +1071,7 @@ class Tracker(MailHook):
                 continue  # nobody waits on it, or every waiter was sent before this email
             keep = self._satisfied(got[1], lambda thread: (thread.h if attr == 0 else thread.t) == value and self._later(row, thread))
             if keep:
-                waiting[value] = (max(self._thread(*pk).s or _NO_DATE for pk in keep), keep)  # type: ignore[union-attr]
+                waiting[value] = (max(self._thread_at(pk).s or _NO_DATE for pk in keep), keep)  # type: ignore[union-attr]
             else:
                 del waiting[value]
 
@@ -1077,7 +1080,7 @@ class Tracker(MailHook):
         """`row` is a match for the message of `thread` as token and thread-hash correlation require: another message, sent no later."""
         return (row.messageid is None or row.messageid != thread.m) and (row.senton is None or thread.s is None or row.senton <= thread.s)
 
-    def _satisfy(self, waiting: dict[Any, tuple[tuple[str, str], ...]], value: Any, ok: Any) -> None:
+    def _satisfy(self, waiting: dict[Any, tuple[tuple[str, int], ...]], value: Any, ok: Any) -> None:
         """Mark late the messages waiting on `value` that the email just written is a better match for (`ok(thread)`);
         the rest wait on."""
         keep = self._satisfied(waiting[value], ok)
@@ -1086,11 +1089,11 @@ class Tracker(MailHook):
         else:
             del waiting[value]
 
-    def _satisfied(self, pks: tuple[tuple[str, str], ...], ok: Any) -> tuple[tuple[str, str], ...]:
+    def _satisfied(self, pks: tuple[tuple[str, int], ...], ok: Any) -> tuple[tuple[str, int], ...]:
         """Mark late the waiters `ok(thread)` holds for; the ones still waiting (stale ones, decided again since, dropped)."""
-        keep: list[tuple[str, str]] = []
+        keep: list[tuple[str, int]] = []
         for pk in pks:
-            thread = self._thread(*pk)
+            thread = self._thread_at(pk)
             if thread is None:
                 continue
             if ok(thread):
@@ -1721,7 +1724,14 @@ class Tracker(MailHook):
         unresolved party that now has a contact (created later in the run)."""
         mb = mailbox.lower()
         threads = self._threads
-        out = {gid: why for gid, why in (self._late.pop(mb, None) or {}).items() if (mb, gid) in threads}  # not decided again since
+        late = {key: why for key, why in (self._late.pop(mb, None) or {}).items() if (mb, key) in threads}  # not decided again since
+        out: dict[str, str] = {}
+        keys = list(late)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for key, owner, gid in self.store.query(f"SELECT key, mailbox, graph_id FROM tracking_decision WHERE key IN ({','.join('?' * len(chunk))})", chunk):
+                if owner == mb:
+                    out[gid] = late[key]
         if self._created:
             for gid, parties in self.store.query("SELECT graph_id, parties FROM tracking_decision WHERE mailbox = ? AND (tracked = 1 "
                                                  "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mb, self._run_started)):

@@ -201,6 +201,14 @@ def run_child(variant: str, info: dict[str, str], args: argparse.Namespace, db: 
                                                 "--sdk-messages", str(args.sdk_messages)])
 
 
+def child_arguments(p: argparse.ArgumentParser) -> None:
+    """The hidden arguments `run_script_child` passes to a benchmark script run as one variant's child process."""
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--variant", default="engine", help=argparse.SUPPRESS)
+    p.add_argument("--info", default="{}", help=argparse.SUPPRESS)
+    p.add_argument("--db", default="", help=argparse.SUPPRESS)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=100_000, help="messages in the benchmark mailbox")
@@ -208,10 +216,7 @@ def main() -> None:
     p.add_argument("--page-size", type=int, default=1000)
     p.add_argument("--sdk-messages", type=int, default=2000)
     p.add_argument("--variants", default="engine,tracked,raw,sdk", help="comma list of variants to run")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--variant", default="engine", help=argparse.SUPPRESS)
-    p.add_argument("--info", default="{}", help=argparse.SUPPRESS)
-    p.add_argument("--db", default="", help=argparse.SUPPRESS)
+    child_arguments(p)
     args = p.parse_args()
     if args.child:
         child(args)

@@ -126,10 +126,7 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=5_000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--page-size", type=int, default=1000)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--variant", default="engine", help=argparse.SUPPRESS)
-    p.add_argument("--info", default="{}", help=argparse.SUPPRESS)
-    p.add_argument("--db", default="", help=argparse.SUPPRESS)
+    st.child_arguments(p)
     p.add_argument("--crm", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

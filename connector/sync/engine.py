@@ -314,8 +314,7 @@ class SyncEngine:
                     tx.mark_link_deleted(mb.address, c.kind, link.graph_id)
             tx.set_checkpoint(mb.address, c.kind, c.container, next_link=page.next_link, delta_link=page.delta_link,
                               round_id=round_id if page.next_link else None)
-        if not _HEAP[0]:
-            freeze_startup_heap()
+        freeze_startup_heap()
         return written
 
     def _remove(self, tx: Any, c: Container, table: str, key: str) -> bool:
@@ -347,6 +346,8 @@ def freeze_startup_heap() -> None:
     None of it is garbage, yet every full collection walked all of it again: about 70 ms a time, and a sync of 100,000
     messages makes 40 to 70 full collections. Objects are still freed when their last reference goes; what is created
     later stays fully collectable. (`gc.freeze`, the technique CPython documents for long-lived processes.)"""
+    if _HEAP[0]:
+        return
     _HEAP[0] = True
     gc.collect()
     gc.freeze()

@@ -93,7 +93,6 @@ class PartyIndex:
             state = "isdisabled" if table == "systemuser" else "statecode"
             owner = "ownerid" if "ownerid" in have else "NULL"
             sel = ", ".join([pk, state if state in have else "NULL", owner, *emails])
-            by_address = idx.by_address
             mailbox_table = table in ("systemuser", "queue")
             for row in query(f'SELECT {sel} FROM "{table}"'):
                 rid, st, own = str(row[0]), row[1], row[2]
@@ -101,15 +100,8 @@ class PartyIndex:
                 for col, value in zip(emails, row[3:]):
                     if not value:
                         continue
-                    key = str(value).strip().lower()
-                    known = by_address.get(key)
-                    if known is None:
-                        by_address[key] = ((prio, table, rid, active, own, col),)  # plain tuples (see Candidate)
-                    elif not any(c[1] == table and c[2] == rid for c in known):
-                        by_address[key] = (*known, (prio, table, rid, active, own, col))
-                    else:
-                        continue
-                    if mailbox_table and (table == "queue" or col == "internalemailaddress"):
+                    key = idx._insert(str(value), (prio, table, rid, active, own, col))
+                    if key is not None and mailbox_table and (table == "queue" or col == "internalemailaddress"):
                         if table == "systemuser":
                             idx.user_of.setdefault(key, rid)
                         idx.mailboxes.setdefault(key, MailboxEntity(table, rid, key))
@@ -118,10 +110,17 @@ class PartyIndex:
 
     def add(self, address: str, cand: Candidate) -> None:
         """Index one address of one record."""
+        self._insert(address, tuple(cand))
+
+    def _insert(self, address: str, cand: tuple[Any, ...]) -> str | None:
+        """Index a candidate given as a plain tuple (exact tuples of plain values: the collector untracks them); the
+        normalised address, or None when that record was indexed at the address already."""
         key = address.strip().lower()
         have = self.by_address.get(key, ())
-        if not any(c[1] == cand.table and c[2] == cand.id for c in have):
-            self.by_address[key] = (*have, tuple(cand))  # exact tuples of plain values: the collector untracks them
+        if any(c[1] == cand[1] and c[2] == cand[2] for c in have):
+            return None
+        self.by_address[key] = (*have, cand)
+        return key
 
     def candidates(self, address: str) -> list[Candidate]:
         """The records an address belongs to, as indexed."""

@@ -116,6 +116,17 @@ _EXTRA_EMAIL_COLS = ("baseconversationindexhash", "conversationtrackingid", "reg
                      "ownerid", "owneridtype")
 
 
+def _enqueue(waiting: dict[Any, tuple[str, tuple[tuple[str, int], ...]]], value: Any, pk: tuple[str, int], sent: str) -> None:
+    """Add waiter `pk` on `value`, keeping the latest senton among the value's waiters (`Tracker._satisfy` skips on it)."""
+    got = waiting.get(value)
+    waiting[value] = (max(got[0], sent), got[1] + (pk,)) if got else (sent, (pk,))
+
+
+def received_key(email_key: str) -> str:
+    """The key of the received copy of internal mail (two activities), from the sent copy's."""
+    return uuid5_str(_PARTY_NS, email_key + RECEIVED_SUFFIX)
+
+
 async def _done(value: Any) -> Any:
     return value
 
@@ -226,11 +237,12 @@ class _Page:
     seen here (`written`, `parties`) exactly as the store would show them, rowid order included.
     """
 
-    __slots__ = ("tx", "prev", "stored", "capped", "written", "windex", "parties", "seq", "sigs", "emails")
+    __slots__ = ("tx", "prev", "dkeys", "stored", "capped", "written", "windex", "parties", "seq", "sigs", "emails")
 
     def __init__(self, tx: Any) -> None:
         self.tx = tx
         self.prev: dict[tuple[str, str], tuple[Any, ...] | None] = {}  # (mailbox, graph id) -> earlier decision (None: none)
+        self.dkeys: dict[tuple[str, str], int] = {}  # (mailbox, graph id) -> its decision_key
         self.stored: dict[str, dict[Any, list[_Row]]] = {d: {} for d in _DIM_ATTR}  # column -> value -> stored rows, rowid order
         self.capped: dict[str, dict[Any, int]] = {d: {} for d in _DIM_ATTR}  # value -> last rowid loaded, when more rows may follow
         self.written: dict[str, _Row] = {}  # emails this page writes, by activityid (their values once written)
@@ -266,8 +278,8 @@ class Tracker(MailHook):
         # (mailbox, decision key) -> its _Thread as a plain tuple: a large run keeps one per message, so neither the ~150-character
         # Graph id (looked up for late ones only, `_late_matches`) nor an object the garbage collector keeps tracking
         self._threads: dict[tuple[str, int], tuple[Any, ...]] = {}
-        # by kind: m and o: value -> waiters; t and h: value -> (the latest senton among them, waiters)
-        self._waiting: tuple[dict[Any, Any], ...] = ({}, {}, {}, {})
+        # by kind: value -> (the latest senton among its waiters, used for t and h; the waiters)
+        self._waiting: tuple[dict[Any, tuple[str, tuple[tuple[str, int], ...]]], ...] = ({}, {}, {}, {})
         self._late: dict[str, dict[int, str]] = {}  # mailbox -> decision key -> why it is decided again
         self._created: set[str] = set()  # addresses given a contact in this run (auto_create_contacts)
         self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
@@ -527,6 +539,7 @@ class Tracker(MailHook):
             for gid in chunk:
                 prev[(mailbox, gid)] = None
             keys = [decision_key(mailbox, gid) for gid in chunk]
+            page.dkeys.update(zip([(mailbox, gid) for gid in chunk], keys))
             for mb, gid, *rest in page.tx.execute("SELECT mailbox, graph_id, tracked, tracked_by, reason, activityid FROM tracking_decision "
                                                   f"WHERE key IN ({','.join('?' * len(keys))})", keys):
                 if mb == mailbox:  # (a different message with the same 64-bit key: as unlikely as it is harmless here)
@@ -586,7 +599,7 @@ class Tracker(MailHook):
                 return None
             if len(self._mid_keys) > 50_000:
                 self._mid_keys.clear()
-            got = self._mid_keys[mid] = (base, uuid5_str(_PARTY_NS, base + RECEIVED_SUFFIX))
+            got = self._mid_keys[mid] = (base, received_key(base))
         return got
 
     def _load_rows(self, page: _Page, dim: str, values: list[Any]) -> None:
@@ -752,7 +765,6 @@ class Tracker(MailHook):
         index = self.index
         if self._res_index is not index:
             self._res_cache, self._res_index = {}, index
-        cache = self._res_cache
         resolutions: dict[tuple[int, str], Resolution] = {}
         frags: list[str] = []
         sender: str | None = None
@@ -766,8 +778,7 @@ class Tracker(MailHook):
             pair = (mask, addr)
             if not isinstance(addr, str) or pair in resolutions:
                 continue
-            hit = cache.get((mask, addr, owner) if mask == 1 else pair) or self._resolve(index, mask, addr, owner)
-            res, frag, ent, uids = hit
+            res, frag, ent, uids = self._resolve(index, mask, addr, owner)
             resolutions[pair] = res
             frags.append(frag)
             if mask == 1:
@@ -805,6 +816,7 @@ class Tracker(MailHook):
         if pk not in page.prev:
             self._load_prev(page, mb, [gid])
         prev = page.prev[pk]
+        dk = page.dkeys[pk]
 
         if not by_category and (place == "other" or (place == "sentitems" and not sent_items)):
             base = dict(mailbox=mb, graph_id=gid, messageid=messageid, subject=subject, folder=container.label)
@@ -855,8 +867,8 @@ class Tracker(MailHook):
 
         if not tracked:
             self._record(mb, gid, messageid, subject, container.label, False, None, reason, prev[3] if prev else None, corr.method,
-                         corr.activityid, None, None, None, party_json, tx)
-            if self._wait(mb, gid, None if auto else self._thread_keys(sig, values, corr, None)):
+                         corr.activityid, None, None, None, party_json, tx, dk)
+            if self._wait(mb, dk, None if auto else self._thread_keys(sig, values, corr, None)):
                 self._remember_seen(mb, gid, item, container)
             return []
         self._forget_seen(mb, gid)  # tracked: a later match re-links it from its thread keys, without the message
@@ -864,10 +876,10 @@ class Tracker(MailHook):
         # one email per Message-ID; internal mail makes a sent and a received activity when configured
         key = email.key
         if internal and not outgoing and self.cfg.two_activities_for_internal_mail:
-            key = uuid5_str(_PARTY_NS, email.key + RECEIVED_SUFFIX)
+            key = received_key(email.key)
             self._received_keys.add(key)
             reason += "; internal mail: the received activity (two activities)"
-        self._wait(mb, gid, None if auto else self._thread_keys(sig, values, corr, key))
+        self._wait(mb, dk, None if auto else self._thread_keys(sig, values, corr, key))
         existing = self._existing(page, key)
         if existing is not None and prev is None:
             reason += "; same Message-ID already tracked: merged into that email (no duplicate)"
@@ -923,7 +935,7 @@ class Tracker(MailHook):
         if self.cfg.correlation.smart_matching:
             self._remember_smart(tx, key, subject, item)
         self._record(mb, gid, messageid, subject, container.label, True, tracked_by, reason, key, corr.method, corr.activityid,
-                     regarding, regarding_why, accepting, party_json, tx)
+                     regarding, regarding_why, accepting, party_json, tx, dk)
         return out
 
     # events and tasks ----------------------------------------------------------------------------
@@ -1022,29 +1034,26 @@ class Tracker(MailHook):
             return None
         return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid)
 
-    def _wait(self, mb: str, gid: str, thread: _Thread | None) -> bool:
-        """Make (mb, gid) wait on the values of `thread` (or on nothing): a later write of a matching email marks it late."""
-        pk = (mb, decision_key(mb, gid))
+    def _wait(self, mb: str, dkey: int, thread: _Thread | None) -> bool:
+        """Make the message with decision key `dkey` in mailbox `mb` wait on the values of `thread` (or on nothing): a
+        later write of a matching email marks it late."""
+        pk = (mb, dkey)
         if thread is None:
             self._threads.pop(pk, None)
             return False
         self._threads[pk] = (*thread,)
         cc = self.cfg.correlation
         m, t, h, o = self._waiting
+        sent = thread.s or _NO_DATE
         if cc.headers:
             for mid in thread.ids:
-                m[mid] = m.get(mid, ()) + (pk,)
-        # token and thread-hash waiters: only an email sent no later than one of them can satisfy it, so each value keeps
-        # the latest senton among its waiters and the (usual) write of a later reply skips them all at once
-        latest = thread.s or _NO_DATE
+                _enqueue(m, mid, pk, _NO_DATE)
         if thread.t is not None and cc.token and self.tokens.enabled:
-            got = t.get(thread.t)
-            t[thread.t] = (max(got[0], latest), got[1] + (pk,)) if got else (latest, (pk,))
+            _enqueue(t, thread.t, pk, sent)
         if thread.h is not None and cc.conversation:
-            got = h.get(thread.h)
-            h[thread.h] = (max(got[0], latest), got[1] + (pk,)) if got else (latest, (pk,))
+            _enqueue(h, thread.h, pk, sent)
         if thread.o is not None:
-            o[thread.o] = o.get(thread.o, ()) + (pk,)
+            _enqueue(o, thread.o, pk, _NO_DATE)
         return True
 
     def _thread(self, mb: str, gid: str) -> _Thread | None:
@@ -1059,39 +1068,28 @@ class Tracker(MailHook):
         """An email written with these values: mark the messages it is a better match for late (the late re-check's input)."""
         m, t, h, o = self._waiting
         mid = row.messageid
-        if mid is not None:
-            if mid in m:
-                self._satisfy(m, mid, lambda thread: mid != thread.m and mid in thread.ids)
-            if mid in o and row.direction:
-                self._satisfy(o, mid, lambda thread: thread.o == mid)
-        sent = row.senton
-        for waiting, value, attr in ((t, row.token, 1), (h, row.chash, 0)):
-            got = waiting.get(value) if value is not None else None
-            if got is None or (sent is not None and sent > got[0]):
-                continue  # nobody waits on it, or every waiter was sent before this email
-            keep = self._satisfied(got[1], lambda thread: (thread.h if attr == 0 else thread.t) == value and self._later(row, thread))
-            if keep:
-                waiting[value] = (max(self._thread_at(pk).s or _NO_DATE for pk in keep), keep)  # type: ignore[union-attr]
-            else:
-                del waiting[value]
+        if mid in m:
+            self._satisfy(m, mid, None, lambda thread: mid != thread.m and mid in thread.ids)
+        if row.direction and mid in o:
+            self._satisfy(o, mid, None, lambda thread: thread.o == mid)
+        if row.token in t:
+            self._satisfy(t, row.token, row.senton, lambda thread: thread.t == row.token and self._later(row, thread))
+        if row.chash in h:
+            self._satisfy(h, row.chash, row.senton, lambda thread: thread.h == row.chash and self._later(row, thread))
 
     @staticmethod
     def _later(row: _Row, thread: _Thread) -> bool:
         """`row` is a match for the message of `thread` as token and thread-hash correlation require: another message, sent no later."""
         return (row.messageid is None or row.messageid != thread.m) and (row.senton is None or thread.s is None or row.senton <= thread.s)
 
-    def _satisfy(self, waiting: dict[Any, tuple[tuple[str, int], ...]], value: Any, ok: Any) -> None:
-        """Mark late the messages waiting on `value` that the email just written is a better match for (`ok(thread)`);
-        the rest wait on."""
-        keep = self._satisfied(waiting[value], ok)
-        if keep:
-            waiting[value] = keep
-        else:
-            del waiting[value]
-
-    def _satisfied(self, pks: tuple[tuple[str, int], ...], ok: Any) -> tuple[tuple[str, int], ...]:
-        """Mark late the waiters `ok(thread)` holds for; the ones still waiting (stale ones, decided again since, dropped)."""
+    def _satisfy(self, waiting: dict[Any, tuple[str, tuple[tuple[str, int], ...]]], value: Any, sent: str | None, ok: Any) -> None:
+        """Mark late the messages waiting on `value` that the email just written (sent at `sent`, when that decides) is a
+        better match for (`ok(thread)`); the rest wait on, and stale ones (decided again since) are dropped."""
+        latest, pks = waiting[value]
+        if sent is not None and sent > latest:
+            return  # every waiter was sent before this email (the usual case: a later reply in the thread)
         keep: list[tuple[str, int]] = []
+        latest = ""
         for pk in pks:
             thread = self._thread_at(pk)
             if thread is None:
@@ -1100,7 +1098,11 @@ class Tracker(MailHook):
                 self._late.setdefault(pk[0], {})[pk[1]] = LATE_THREAD
             else:
                 keep.append(pk)
-        return tuple(keep)
+                latest = max(latest, thread.s or _NO_DATE)
+        if keep:
+            waiting[value] = (latest, tuple(keep))
+        else:
+            del waiting[value]
 
     @staticmethod
     def _accepts(option: str, parties: list[PartyRef], corr: Correlation) -> tuple[bool, str]:
@@ -1231,10 +1233,10 @@ class Tracker(MailHook):
             return row
         if not row.sender or self.index.mailbox(row.sender) is None:
             return row  # not internal mail: there is no second copy
-        base = self._email_key(mid)  # the sent copy's key; the received one's is derived from it
-        if base is None or base == row.activityid:
+        keys = self._keys_of(mid)  # (the sent copy's key, the received one's)
+        if keys is None or keys[0] == row.activityid:
             return row
-        sent = self._existing(page, base)
+        sent = self._existing(page, keys[0])
         return sent if sent is not None and sent.direction and sent.messageid == mid else row
 
     def _email_key(self, messageid: str) -> str | None:
@@ -1378,13 +1380,13 @@ class Tracker(MailHook):
 
     def _record(self, mailbox: str, graph_id: str, messageid: str | None, subject: str | None, folder: str, tracked: bool, tracked_by: str | None,
                 reason: str, activityid: str | None, correlationmethod: int | None, correlated: str | None, regarding: PartyRef | None,
-                regarding_why: str | None, accepting: tuple[str, str | None] | None, parties_json: str, tx: Any) -> None:
+                regarding_why: str | None, accepting: tuple[str, str | None] | None, parties_json: str, tx: Any, dkey: int | None = None) -> None:
         """Buffer one decision row (`parties_json`: the resolutions as JSON); `page_done` writes them. (The `thread` column
         is no longer written: thread keys live in memory for the run, see `_wait`.)"""
         if self._pending_tx is not tx:
             self._pending, self._pending_tx = [], tx  # rows of a rolled-back page never leak into the next one
         self._pending.append(
-            (decision_key(mailbox, graph_id), mailbox, graph_id, messageid, subject, folder, int(tracked), tracked_by, reason, activityid, correlationmethod, correlated,
+            (decision_key(mailbox, graph_id) if dkey is None else dkey, mailbox, graph_id, messageid, subject, folder, int(tracked), tracked_by, reason, activityid, correlationmethod, correlated,
              regarding.table if regarding else None, regarding.id if regarding else None, regarding_why,
              accepting[0] if accepting else None, accepting[1] if accepting else None, parties_json, None, _now()))
         if len(self._pending) >= 1000:
@@ -1525,12 +1527,13 @@ class Tracker(MailHook):
                 cols = {c: v for c, v in cols.items() if c in has}
                 tx.execute(f"UPDATE email SET {', '.join(f'{c} = ?' for c in cols)} WHERE activityid = ?", (*cols.values(), key))
                 why = f"copied from the correlated email ({METHOD_NAME[corr.method]})" if regarding is not None else None
+                dk = decision_key(mb, gid)
                 tx.execute("UPDATE tracking_decision SET correlationmethod = ?, correlated_activityid = ?, "
                            "regarding_table = COALESCE(?, regarding_table), regarding_id = COALESCE(?, regarding_id), regarding_why = COALESCE(?, regarding_why), "
                            "reason = reason || ? WHERE key = ?",
                            (corr.method, corr.activityid, regarding.table if regarding else None,
-                            regarding.id if regarding else None, why, f"; correlated again after {LATE_THREAD} ({corr.detail})", decision_key(mb, gid)))
-                self._wait(mb, gid, self._thread_keys(sig, values, corr, key))
+                            regarding.id if regarding else None, why, f"; correlated again after {LATE_THREAD} ({corr.detail})", dk))
+                self._wait(mb, dk, self._thread_keys(sig, values, corr, key))
                 done.append(gid)
         return done
 

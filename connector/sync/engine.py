@@ -10,7 +10,6 @@ deterministic and writes are upserts).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 import uuid
@@ -26,6 +25,7 @@ from ..graph.pager import DeltaPage, DeltaPager
 from ..mapping import MappingContext, MappingSet, Record, RecordInvalid, load_mapping_set
 from ..settings import ALL_RESOURCES, Settings
 from ..store.sqlite import SqliteStore
+from .heap import RunHeap, freeze_startup_heap
 from .hooks import MailHook
 from .report import MailboxReport, ResourceReport, SyncReport
 from .resources import Container, Discovery
@@ -73,6 +73,7 @@ class SyncEngine:
         self.discovery.pinned = self.mail_hook.pinned_folders  # tracked folders, by id (rename-safe)
         self.pager = DeltaPager(client, self.prefer)
         self.policies = {cm.target: cm.delete_policy for cm in mappings.mappings.values()}
+        self._heap = RunHeap()  # the current run's (sync_once makes one per run)
         store.ensure_tables(mappings.tables)
 
     @classmethod
@@ -120,9 +121,13 @@ class SyncEngine:
             async with gate:
                 return await self._sync_mailbox(address, wanted, full, progress)
 
-        report.mailboxes = list(await asyncio.gather(*(one(a) for a in addresses)))
-        if "mail" in wanted:
-            await self.mail_hook.end_run(self.client)
+        heap = self._heap = RunHeap()
+        try:
+            report.mailboxes = list(await asyncio.gather(*(one(a) for a in addresses)))
+            if "mail" in wanted:
+                await self.mail_hook.end_run(self.client)
+        finally:
+            heap.close()
         report.finished_at = _now()
         report.seconds = round(time.perf_counter() - started, 3)
         return report
@@ -314,7 +319,7 @@ class SyncEngine:
                     tx.mark_link_deleted(mb.address, c.kind, link.graph_id)
             tx.set_checkpoint(mb.address, c.kind, c.container, next_link=page.next_link, delta_link=page.delta_link,
                               round_id=round_id if page.next_link else None)
-        freeze_startup_heap()
+        self._heap.page_committed()
         return written
 
     def _remove(self, tx: Any, c: Container, table: str, key: str) -> bool:
@@ -334,23 +339,6 @@ class SyncEngine:
         if start is None or end is None:
             return True
         return str(end) >= lo and str(start) <= hi
-
-
-_HEAP = [False]  # frozen yet (once per process)
-
-
-def freeze_startup_heap() -> None:
-    """Exempt what the process holds once its first page is committed (imported modules, the SDK and its clients, the
-    settings, tracking's party index) from the cyclic garbage collector, once per process.
-
-    None of it is garbage, yet every full collection walked all of it again: about 70 ms a time, and a sync of 100,000
-    messages makes 40 to 70 full collections. Objects are still freed when their last reference goes; what is created
-    later stays fully collectable. (`gc.freeze`, the technique CPython documents for long-lived processes.)"""
-    if _HEAP[0]:
-        return
-    _HEAP[0] = True
-    gc.collect()
-    gc.freeze()
 
 
 __all__ = ["MailHook", "ProgressEvent", "SyncEngine", "freeze_startup_heap"]

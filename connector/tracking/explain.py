@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..store.sqlite import SqliteStore
-from .tracker import METHOD_NAME
+from .tracker import METHOD_NAME, parties_of
 
 _COLS = ("mailbox", "graph_id", "messageid", "subject", "folder", "tracked", "tracked_by", "reason", "activityid", "correlationmethod",
          "correlated_activityid", "regarding_table", "regarding_id", "regarding_why", "accepting_table", "accepting_id", "parties", "decided_at")
@@ -20,7 +19,10 @@ def find_decisions(store: SqliteStore, query: str) -> list[dict[str, Any]]:
     rows = store.query(f"{sel} WHERE messageid IN ({','.join('?' * len(ids))}) ORDER BY mailbox", ids)
     if not rows:
         rows = store.query(f"{sel} WHERE subject LIKE ? ESCAPE '\\' ORDER BY subject, mailbox", (f"%{_like(q)}%",))
-    return [_decision(dict(zip(_COLS, r))) for r in rows]
+    decisions = [dict(zip(_COLS, r)) for r in rows]
+    for d, parties in zip(decisions, parties_of(store.query, [d["parties"] for d in decisions])):
+        d["parties"] = parties
+    return [_decision(d) for d in decisions]
 
 
 def _like(text: str) -> str:
@@ -43,7 +45,7 @@ def _decision(row: dict[str, Any]) -> dict[str, Any]:
         "correlatedactivityid": row["correlated_activityid"],
         "regarding": {"table": row["regarding_table"], "id": row["regarding_id"], "why": row["regarding_why"]} if row["regarding_id"] or row["regarding_why"] else None,
         "acceptingentity": {"table": row["accepting_table"], "id": row["accepting_id"]} if row["accepting_table"] else None,
-        "parties": json.loads(row["parties"] or "[]"),
+        "parties": row["parties"],
         "decided_at": row["decided_at"],
     }
 

@@ -52,7 +52,7 @@ from ..mapping import MappingContext, RecordInvalid
 from ..mapping.keys import uuid5_str
 from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
-from ..store.schema import DECISION_UPSERT, decision_key
+from ..store.schema import DECISION_UPSERT, decision_key, resolution_id
 from ..store.sqlite import SqliteStore
 from ..sync.hooks import MailHook
 from ..sync.resources import Container
@@ -101,7 +101,7 @@ _GID_SLOT = "GraphMessageIdSlot7f3a"  # stands for the message id in the cached 
 def _ENCODE(value: Any) -> str:  # noqa: N802 - compact JSON text (orjson: several times faster than json on this hot path)
     return orjson.dumps(value).decode()
 _NEW_ROW = 1 << 62  # rowid order of emails a page inserts: after every stored row, in the order they are written
-_PRELOAD_CAP = 64  # stored emails loaded per correlation value up front; a value with more is read on in SQL when needed
+_PRELOAD_CAP = 2  # stored emails loaded per correlation value up front; a value with more is read on in SQL when needed
 _ROW_COLS = "rowid, activityid, regardingobjectid, regardingobjecttypecode, subject, messageid, trackingtoken, senton, " \
             "baseconversationindexhash, conversationtrackingid, directioncode, acceptingentityid, sender, ownerid"
 # email column -> _Row attribute, for the columns correlation and the acceptance rules read
@@ -120,6 +120,19 @@ def _enqueue(waiting: dict[Any, tuple[str, tuple[tuple[str, int], ...]]], value:
     """Add waiter `pk` on `value`, keeping the latest senton among the value's waiters (`Tracker._satisfy` skips on it)."""
     got = waiting.get(value)
     waiting[value] = (max(got[0], sent), got[1] + (pk,)) if got else (sent, (pk,))
+
+
+def parties_of(query: Any, texts: list[str | None]) -> list[list[dict[str, Any]]]:
+    """Decision rows' `parties` as lists of resolutions (role, address, resolved, why): ids are read from
+    `tracking_resolution` (`query(sql, args) -> rows`), JSON written by earlier versions is taken as it is."""
+    lists = [orjson.loads(t) if t else [] for t in texts]
+    ids = list({p for lst in lists for p in lst if isinstance(p, int)})
+    found: dict[int, dict[str, Any]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        found.update((rid, orjson.loads(party)) for rid, party in query(f"SELECT id, party FROM tracking_resolution WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return [[found.get(p, {"role": "?", "address": None, "resolved": [], "why": "resolution not stored"}) if isinstance(p, int) else p for p in lst]
+            for lst in lists]
 
 
 def received_key(email_key: str) -> str:
@@ -210,7 +223,8 @@ class _PartySet(NamedTuple):
     """What one message's (role, address) pairs resolve to (from resolutions cached per address)."""
 
     resolutions: dict[tuple[int, str], Resolution]  # (participationtypemask, address) -> resolution
-    json: str  # the decision row's `parties`
+    json: str  # the decision row's `parties`: the resolutions' ids (`tracking_resolution`), as a JSON array
+    frags: tuple[tuple[int, str], ...]  # (id, JSON) of each resolution, written with the decision
     sender: str | None  # the from address, as the mapping normalised it
     sender_res: Resolution | None
     internal: bool  # the sender is a user or queue of the tenant
@@ -285,6 +299,7 @@ class Tracker(MailHook):
         self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
         self._rechecked: dict[str, tuple[str, str, int]] = {}  # mailbox -> (address, user id, contacts created when it was last re-checked)
         self._pending: list[tuple[Any, ...]] = []  # decision rows of the page, written by page_done
+        self._pending_frags: dict[int, str] = {}  # tracking_resolution rows the page's decisions list
         self._pending_tx: Any = None
         self._queue_filter: dict[str, str] | None = None
         self._has = {t: store.columns(t) if t in store.tables else set() for t in ("email", "activityparty", "contact")}
@@ -608,29 +623,27 @@ class Tracker(MailHook):
             self._load_messageids(page, values)
             return
         stored, capped = page.stored[dim], page.capped[dim]
-        attr = _DIM_ATTR[dim]
+        tx = page.tx
         for i in range(0, len(values), 500):
             chunk = values[i:i + 500]
-            for v in chunk:
-                stored[v] = []
             marks = ",".join("?" * len(chunk))
-            # the index on `dim` gives each value's rows in rowid order; a value with more rows than the cap would make this
-            # read them all, so past cap x values rows the window query (about twice as slow) bounds each value instead
-            limit = _PRELOAD_CAP * len(chunk)
-            rows = page.tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE {dim} IN ({marks}) ORDER BY {dim}, rowid LIMIT ?", (*chunk, limit + 1)).fetchall()
-            if len(rows) > limit:
-                rows = page.tx.execute(
-                    f"SELECT {_ROW_COLS.replace('rowid', 'rid', 1)} FROM (SELECT {_ROW_COLS.replace('rowid', 'rowid AS rid', 1)}, "
-                    f"ROW_NUMBER() OVER (PARTITION BY {dim} ORDER BY rowid) AS rn FROM email WHERE {dim} IN ({marks})) "
-                    f"WHERE rn <= ? ORDER BY {dim}, rid", (*chunk, _PRELOAD_CAP)).fetchall()
-            for r in rows:
-                row = _Row(*r)
-                value = getattr(row, attr)
-                lst = stored[value]
-                if len(lst) < _PRELOAD_CAP:
-                    lst.append(row)
-                    if len(lst) == _PRELOAD_CAP:
-                        capped[value] = row.order
+            # Two steps: each value's rowids from the index alone (no table row is read), then the rows of only the first
+            # `_PRELOAD_CAP` of them. Correlation nearly always takes a value's first eligible row, and reading an email's row
+            # is the expensive part (its large columns spread rows over many pages).
+            first: dict[Any, list[int]] = {v: [] for v in chunk}
+            for v, rid in tx.execute(f"SELECT {dim}, rowid FROM email WHERE {dim} IN ({marks}) ORDER BY {dim}, rowid", chunk):
+                ids = first[v]
+                if len(ids) < _PRELOAD_CAP:
+                    ids.append(rid)
+                else:
+                    capped[v] = ids[-1]  # more rows follow: `_scan` reads on past them when none of these is eligible
+            want = [rid for ids in first.values() for rid in ids]
+            rows: dict[int, _Row] = {}
+            for j in range(0, len(want), 500):
+                part = want[j:j + 500]
+                rows.update((r[0], _Row(*r)) for r in tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE rowid IN ({','.join('?' * len(part))})", part))
+            for v, ids in first.items():
+                stored[v] = [rows[rid] for rid in ids if rid in rows]
 
     def _first(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None) -> _Row | None:
         """The email `SELECT ... FROM email WHERE dim = value [AND activityid != key AND messageid != own AND senton <= sent] LIMIT 1`
@@ -744,9 +757,9 @@ class Tracker(MailHook):
                          mcfg.category.lower() if mcfg.category else self._cat)
         return st.config
 
-    def _resolve(self, index: PartyIndex, mask: Any, addr: str, owner: str | None) -> tuple[Resolution, str, MailboxEntity | None, tuple[str, ...]]:
-        """One (role, address): its resolution, its decision JSON, the user or queue receiving mail at it, and the systemuser
-        ids it resolved to; cached until the index changes."""
+    def _resolve(self, index: PartyIndex, mask: Any, addr: str, owner: str | None) -> tuple[Resolution, tuple[int, str], MailboxEntity | None, tuple[str, ...], str]:
+        """One (role, address): its resolution, (its `tracking_resolution` id, its JSON), the user or queue receiving mail at
+        it, the systemuser ids it resolved to, and the id as text; cached until the index changes."""
         ck = (mask, addr, owner) if mask == 1 else (mask, addr)
         hit = self._res_cache.get(ck)
         if hit is None:
@@ -756,8 +769,10 @@ class Tracker(MailHook):
                 res = index.recipient(addr, unresolve_multiple=self.cfg.unresolve_on_multiple_match)
             if len(self._res_cache) > 50_000:
                 self._res_cache.clear()
-            hit = self._res_cache[ck] = (res, _ENCODE(res.to_dict(MASKS.get(mask, str(mask)))), index.mailboxes.get(addr.lower()),
-                                         tuple(ref.id for ref in res.refs if ref.table == "systemuser"))
+            frag = _ENCODE(res.to_dict(MASKS.get(mask, str(mask))))
+            rid = resolution_id(frag)
+            hit = self._res_cache[ck] = (res, (rid, frag), index.mailboxes.get(addr.lower()), tuple(ref.id for ref in res.refs if ref.table == "systemuser"),
+                                         str(rid))
         return hit
 
     def _party_set(self, records: list[Record], owner: str | None) -> _PartySet:
@@ -766,7 +781,8 @@ class Tracker(MailHook):
         if self._res_index is not index:
             self._res_cache, self._res_index = {}, index
         resolutions: dict[tuple[int, str], Resolution] = {}
-        frags: list[str] = []
+        frags: list[tuple[int, str]] = []
+        ids: list[str] = []
         sender: str | None = None
         users: tuple[list[str], list[str], list[str]] = ([], [], [])  # To, Cc, Bcc
         recipients: dict[str, MailboxEntity] = {}
@@ -778,9 +794,10 @@ class Tracker(MailHook):
             pair = (mask, addr)
             if not isinstance(addr, str) or pair in resolutions:
                 continue
-            res, frag, ent, uids = self._resolve(index, mask, addr, owner)
+            res, frag, ent, uids, rid = self._resolve(index, mask, addr, owner)
             resolutions[pair] = res
             frags.append(frag)
+            ids.append(rid)
             if mask == 1:
                 if sender is None:
                     sender = addr  # the mapping's from party, normalised as signals.addresses would
@@ -789,7 +806,7 @@ class Tracker(MailHook):
                     users[mask - 2].extend(uids)
                 if ent is not None and mask != 4:
                     recipients.setdefault(ent.address, ent)
-        return _PartySet(resolutions, "[" + ",".join(frags) + "]", sender, resolutions.get((1, sender)) if sender else None,
+        return _PartySet(resolutions, "[" + ",".join(ids) + "]", tuple(frags), sender, resolutions.get((1, sender)) if sender else None,
                          sender is not None and index.mailbox(sender) is not None, (*users[0], *users[1], *users[2]), tuple(recipients.values()))
 
     # the decision -------------------------------------------------------------------------------
@@ -867,7 +884,7 @@ class Tracker(MailHook):
 
         if not tracked:
             self._record(mb, gid, messageid, subject, container.label, False, None, reason, prev[3] if prev else None, corr.method,
-                         corr.activityid, None, None, None, party_json, tx, dk)
+                         corr.activityid, None, None, None, party_json, tx, dk, ps.frags)
             if self._wait(mb, dk, None if auto else self._thread_keys(sig, values, corr, None)):
                 self._remember_seen(mb, gid, item, container)
             return []
@@ -935,7 +952,7 @@ class Tracker(MailHook):
         if self.cfg.correlation.smart_matching:
             self._remember_smart(tx, key, subject, item)
         self._record(mb, gid, messageid, subject, container.label, True, tracked_by, reason, key, corr.method, corr.activityid,
-                     regarding, regarding_why, accepting, party_json, tx, dk)
+                     regarding, regarding_why, accepting, party_json, tx, dk, ps.frags)
         return out
 
     # events and tasks ----------------------------------------------------------------------------
@@ -998,13 +1015,17 @@ class Tracker(MailHook):
     def _canonical(self, values: dict[str, Any]) -> dict[str, Any]:
         """A new email's values with every column evaluate may set, in one order (None = not set, as an INSERT leaves it)."""
         canon = self._canon
-        if canon is None or not values.keys() <= canon[1].keys():
-            names = tuple(canon[1]) if canon is not None else ()
-            names += tuple(k for k in values if k not in names)
-            names += tuple(c for c in _EXTRA_EMAIL_COLS if c not in names and c in self._has["email"])
-            canon = self._canon = (names, dict.fromkeys(names))
+        if canon is not None:
+            out = canon[1].copy()
+            out.update(values)  # every key already in the template keeps its place
+            if len(out) == len(canon[0]):
+                return out
+        names = tuple(canon[1]) if canon is not None else ()  # a column the template lacks: widen it (rare)
+        names += tuple(k for k in values if k not in names)
+        names += tuple(c for c in _EXTRA_EMAIL_COLS if c not in names and c in self._has["email"])
+        canon = self._canon = (names, dict.fromkeys(names))
         out = canon[1].copy()
-        out.update(values)  # every key is already in the template: its order stays
+        out.update(values)
         return out
 
     def _topic(self, subject: str | None) -> str:
@@ -1380,11 +1401,16 @@ class Tracker(MailHook):
 
     def _record(self, mailbox: str, graph_id: str, messageid: str | None, subject: str | None, folder: str, tracked: bool, tracked_by: str | None,
                 reason: str, activityid: str | None, correlationmethod: int | None, correlated: str | None, regarding: PartyRef | None,
-                regarding_why: str | None, accepting: tuple[str, str | None] | None, parties_json: str, tx: Any, dkey: int | None = None) -> None:
-        """Buffer one decision row (`parties_json`: the resolutions as JSON); `page_done` writes them. (The `thread` column
-        is no longer written: thread keys live in memory for the run, see `_wait`.)"""
+                regarding_why: str | None, accepting: tuple[str, str | None] | None, parties_json: str, tx: Any, dkey: int | None = None,
+                frags: tuple[tuple[int, str], ...] = ()) -> None:
+        """Buffer one decision row (`parties_json`: the resolutions as JSON, or their ids with `frags` giving each id's
+        JSON); `page_done` writes them. (The `thread` column is no longer written: thread keys live in memory for the
+        run, see `_wait`.)"""
         if self._pending_tx is not tx:
-            self._pending, self._pending_tx = [], tx  # rows of a rolled-back page never leak into the next one
+            # rows of a rolled-back page never leak into the next one; a page writes every resolution its rows list
+            self._pending, self._pending_frags, self._pending_tx = [], {}, tx
+        if frags:
+            self._pending_frags.update(frags)
         self._pending.append(
             (decision_key(mailbox, graph_id) if dkey is None else dkey, mailbox, graph_id, messageid, subject, folder, int(tracked), tracked_by, reason, activityid, correlationmethod, correlated,
              regarding.table if regarding else None, regarding.id if regarding else None, regarding_why,
@@ -1394,6 +1420,9 @@ class Tracker(MailHook):
 
     def page_done(self, tx: Any) -> None:
         """Write the page's decision rows (the engine calls this inside the page's transaction, before its checkpoint)."""
+        if self._pending_frags:
+            frags, self._pending_frags = self._pending_frags, {}
+            tx.executemany("INSERT OR IGNORE INTO tracking_resolution (id, party) VALUES (?, ?)", frags.items())
         if self._pending:
             rows, self._pending = self._pending, []
             tx.executemany(DECISION_UPSERT, rows)
@@ -1736,9 +1765,10 @@ class Tracker(MailHook):
                 if owner == mb:
                     out[gid] = late[key]
         if self._created:
-            for gid, parties in self.store.query("SELECT graph_id, parties FROM tracking_decision WHERE mailbox = ? AND (tracked = 1 "
-                                                 "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mb, self._run_started)):
-                if any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in orjson.loads(parties)):
+            rows = self.store.query("SELECT graph_id, parties FROM tracking_decision WHERE mailbox = ? AND (tracked = 1 "
+                                    "OR reason LIKE 'not tracked:%') AND decided_at >= ?", (mb, self._run_started))
+            for (gid, _), parties in zip(rows, parties_of(self.store.query, [p for _, p in rows])):
+                if any(not p.get("resolved") and str(p.get("address", "")).lower() in self._created for p in parties):
                     # evaluated again in full (its parties resolve anew), even when its thread alone would only re-link it
                     out[gid] = LATE_CONTACT if gid not in out else f"{LATE_CONTACT} and {LATE_THREAD}"
         return out

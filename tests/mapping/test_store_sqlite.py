@@ -106,12 +106,12 @@ def test_transactions_do_not_nest(store: SqliteStore) -> None:
 def test_migration_version_and_reopen(tmp_path: Path, mapping_set: MappingSet, ctx: MappingContext) -> None:
     db = tmp_path / "v.db"
     with SqliteStore(db) as s:
-        assert s.schema_version == STORE_SCHEMA_VERSION == 5
+        assert s.schema_version == STORE_SCHEMA_VERSION == 6
         s.upsert_records(email_records(mapping_set, ctx))
     with SqliteStore(db) as s:  # reopening migrates nothing and keeps data
         assert s.count("email") == 1
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert conn.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone() == ("6",)
     conn.execute("PRAGMA user_version = 99")
     conn.commit()
     conn.close()

@@ -148,6 +148,24 @@ def test_aliases_resolve_users_and_known_parties_accept(tracking_for: Any) -> No
     assert stranger["tracked"] is False and "no lead, contact or account" in stranger["reason"]
 
 
+def test_a_decision_lists_its_parties_by_resolution_id_each_resolution_stored_once(tracking_for: Any) -> None:
+    """A decision row names its parties' resolutions by id; each distinct resolution is stored once (correspondents
+    recur). `explain` reads them back, and reads the JSON that decisions written before listed in place."""
+    r: TrackRunner = tracking_for()
+    for i in range(3):
+        r.emu.deliver("adele@contoso.com", ext(f"Same people {i}", to=("adele@contoso.com",)))
+    r.sync(mailboxes=mailboxes(adele={"track": "all"}))
+    lists = [json.loads(p) for (p,) in r.rows("SELECT parties FROM tracking_decision WHERE subject LIKE 'Same people%'")]
+    assert len(lists) == 3 and all(len(ids) == 2 and all(isinstance(i, int) for i in ids) for ids in lists) and len({tuple(ids) for ids in lists}) == 1
+    assert r.rows("SELECT COUNT(*) FROM tracking_resolution WHERE id IN (?, ?)", *lists[0]) == [(2,)]
+    d = r.one("Same people 1")
+    assert {p["role"]: p["resolved"] for p in d["parties"]} == {"from": [{"table": "contact", "id": "c-dana"}], "to": [{"table": "systemuser", "id": "u-adele"}]}
+    legacy = [{"role": "from", "address": "old@x.example", "resolved": [], "why": "no record"}]
+    with SqliteStore(f"sqlite:///{r.db}") as s, s.transaction() as tx:
+        tx.execute("UPDATE tracking_decision SET parties = ? WHERE subject = 'Same people 2'", (json.dumps(legacy),))
+    assert r.one("Same people 2")["parties"] == legacy and r.one("Same people 0")["parties"] == d["parties"]
+
+
 def test_two_mailboxes_receiving_the_same_mail_make_one_email_with_merged_parties(tracking_for: Any) -> None:
     r: TrackRunner = tracking_for()
     mid = "<same-1@fabrikam.com>"

@@ -36,6 +36,11 @@ class TokenFormat:
         return tuple(seen)
 
     @cached_property
+    def _markers(self) -> tuple[str, ...]:
+        """`prefix:` of every prefix, case-folded: a subject without one of them has no token."""
+        return tuple(f"{p.casefold()}:" for p in self.prefixes)
+
+    @cached_property
     def pattern(self) -> re.Pattern[str]:
         """Matches a token anywhere in a subject: group 1 is the prefix, group 2 the digits."""
         alts = "|".join(re.escape(p) for p in sorted(self.prefixes, key=len, reverse=True))
@@ -51,6 +56,9 @@ class TokenFormat:
         """The last token in a subject (the one appended last), normalised to the prefix as written in settings."""
         if not subject:
             return None
+        folded = subject.casefold()
+        if not any(p in folded for p in self._markers):
+            return None  # most subjects carry no token: a substring test spares the regular expression
         found = self.pattern.findall(subject)
         if not found:
             return None

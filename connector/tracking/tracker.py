@@ -896,7 +896,8 @@ class Tracker(MailHook):
             key = received_key(email.key)
             self._received_keys.add(key)
             reason += "; internal mail: the received activity (two activities)"
-        self._wait(mb, dk, None if auto else self._thread_keys(sig, values, corr, key))
+        thread = None if auto else self._thread_keys(sig, values, corr, key)
+        self._threads.pop((mb, dk), None)  # (its own write is never a better match for itself: it waits once written)
         existing = self._existing(page, key)
         if existing is not None and prev is None:
             reason += "; same Message-ID already tracked: merged into that email (no duplicate)"
@@ -948,6 +949,7 @@ class Tracker(MailHook):
         else:
             values = self._canonical(values)
         self._wrote(page, key, values, existing, parties)
+        self._wait(mb, dk, thread)
         out = [Record("email", key, values), *parties]
         if self.cfg.correlation.smart_matching:
             self._remember_smart(tx, key, subject, item)

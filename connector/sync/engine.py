@@ -25,7 +25,7 @@ from ..graph.pager import DeltaPage, DeltaPager
 from ..mapping import MappingContext, MappingSet, Record, RecordInvalid, load_mapping_set
 from ..settings import ALL_RESOURCES, Settings
 from ..store.sqlite import SqliteStore
-from .heap import RunHeap, freeze_startup_heap
+from .heap import RunHeap
 from .hooks import MailHook
 from .report import MailboxReport, ResourceReport, SyncReport
 from .resources import Container, Discovery
@@ -341,4 +341,4 @@ class SyncEngine:
         return str(end) >= lo and str(start) <= hi
 
 
-__all__ = ["MailHook", "ProgressEvent", "SyncEngine", "freeze_startup_heap"]
+__all__ = ["MailHook", "ProgressEvent", "SyncEngine"]

@@ -757,9 +757,9 @@ class Tracker(MailHook):
                          mcfg.category.lower() if mcfg.category else self._cat)
         return st.config
 
-    def _resolve(self, index: PartyIndex, mask: Any, addr: str, owner: str | None) -> tuple[Resolution, tuple[int, str], MailboxEntity | None, tuple[str, ...], str]:
+    def _resolve(self, index: PartyIndex, mask: Any, addr: str, owner: str | None) -> tuple[Resolution, tuple[int, str], MailboxEntity | None, tuple[str, ...]]:
         """One (role, address): its resolution, (its `tracking_resolution` id, its JSON), the user or queue receiving mail at
-        it, the systemuser ids it resolved to, and the id as text; cached until the index changes."""
+        it, and the systemuser ids it resolved to; cached until the index changes."""
         ck = (mask, addr, owner) if mask == 1 else (mask, addr)
         hit = self._res_cache.get(ck)
         if hit is None:
@@ -770,9 +770,8 @@ class Tracker(MailHook):
             if len(self._res_cache) > 50_000:
                 self._res_cache.clear()
             frag = _ENCODE(res.to_dict(MASKS.get(mask, str(mask))))
-            rid = resolution_id(frag)
-            hit = self._res_cache[ck] = (res, (rid, frag), index.mailboxes.get(addr.lower()), tuple(ref.id for ref in res.refs if ref.table == "systemuser"),
-                                         str(rid))
+            hit = self._res_cache[ck] = (res, (resolution_id(frag), frag), index.mailboxes.get(addr.lower()),
+                                         tuple(ref.id for ref in res.refs if ref.table == "systemuser"))
         return hit
 
     def _party_set(self, records: list[Record], owner: str | None) -> _PartySet:
@@ -782,7 +781,6 @@ class Tracker(MailHook):
             self._res_cache, self._res_index = {}, index
         resolutions: dict[tuple[int, str], Resolution] = {}
         frags: list[tuple[int, str]] = []
-        ids: list[str] = []
         sender: str | None = None
         users: tuple[list[str], list[str], list[str]] = ([], [], [])  # To, Cc, Bcc
         recipients: dict[str, MailboxEntity] = {}
@@ -794,10 +792,9 @@ class Tracker(MailHook):
             pair = (mask, addr)
             if not isinstance(addr, str) or pair in resolutions:
                 continue
-            res, frag, ent, uids, rid = self._resolve(index, mask, addr, owner)
+            res, frag, ent, uids = self._resolve(index, mask, addr, owner)
             resolutions[pair] = res
             frags.append(frag)
-            ids.append(rid)
             if mask == 1:
                 if sender is None:
                     sender = addr  # the mapping's from party, normalised as signals.addresses would
@@ -806,7 +803,7 @@ class Tracker(MailHook):
                     users[mask - 2].extend(uids)
                 if ent is not None and mask != 4:
                     recipients.setdefault(ent.address, ent)
-        return _PartySet(resolutions, "[" + ",".join(ids) + "]", tuple(frags), sender, resolutions.get((1, sender)) if sender else None,
+        return _PartySet(resolutions, _ENCODE([rid for rid, _ in frags]), tuple(frags), sender, resolutions.get((1, sender)) if sender else None,
                          sender is not None and index.mailbox(sender) is not None, (*users[0], *users[1], *users[2]), tuple(recipients.values()))
 
     # the decision -------------------------------------------------------------------------------

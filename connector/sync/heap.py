@@ -9,12 +9,7 @@ So (`gc.freeze`, the technique CPython documents for long-lived processes):
 - after each committed page, what survives it is frozen (`RunHeap.page_committed`, a list splice; the first page in
   the process collects first, so what importing left behind is not frozen with it);
 - at the end of the run it is unfrozen, collected once and frozen again (`RunHeap.close`), so a cycle that became
-  garbage during the run is freed then, not kept for the life of the process;
-- while a run is in progress, the youngest generation is collected after `YOUNG_THRESHOLD` allocations instead of
-  CPython's 700. A page's objects (items, records, tracking's rows) live until the page ends, so at 700 every young
-  collection walks objects that are about to be freed anyway and promotes them to be walked again. Replaying 100,000
-  recorded messages, collection time fell from 1.12 to 0.18 s with tracking and from 0.46 to 0.10 s without. The
-  thresholds in force before the first run started are restored when the last run in progress ends.
+  garbage during the run is freed then, not kept for the life of the process.
 
 Objects are still freed as soon as their last reference goes; only cycles wait, and never past the end of the run.
 (Cycles that hold a lot would make that wait costly: the Graph client breaks httpx's response/stream cycle for that
@@ -24,17 +19,12 @@ reason, so a page's body never waits.)
 from __future__ import annotations
 
 import gc
-from typing import Any
 
 _HEAP = [False]  # a page committed yet in this process
-YOUNG_THRESHOLD = 50_000
-"""Allocations (net of frees) between collections of the youngest generation while a run is in progress."""
-_RAISED: list[Any] = [0, None]  # runs that raised the threshold and have not ended, the thresholds before the first
 
 
 class RunHeap:
-    """One run's use of the collector (freezing, the young threshold): `page_committed` after each page, `close` when the run ends
-    (also after a failure)."""
+    """One run's use of `gc.freeze`: `page_committed` after each page, `close` when the run ends (also after a failure)."""
 
     def __init__(self) -> None:
         self.frozen = False  # froze anything during this run
@@ -45,21 +35,13 @@ class RunHeap:
             _HEAP[0] = True
             gc.collect()
         gc.freeze()
-        if not self.frozen:
-            self.frozen = True
-            if _RAISED[0] == 0:
-                _RAISED[1] = gc.get_threshold()
-                gc.set_threshold(max(_RAISED[1][0], YOUNG_THRESHOLD), *_RAISED[1][1:])
-            _RAISED[0] += 1
+        self.frozen = True
 
     def close(self) -> None:
         """Collect what became cyclic garbage during the run (one full collection), then freeze what survives it."""
         if not self.frozen:
             return
         self.frozen = False
-        _RAISED[0] -= 1
-        if _RAISED[0] == 0:
-            gc.set_threshold(*_RAISED[1])
         gc.unfreeze()
         gc.collect()
         gc.freeze()

@@ -32,6 +32,16 @@ def hex_to_uuid5(h: str) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
+def sibling_uuid5(base: str, namespace: bytes, name: str) -> str:
+    """A UUIDv5-style key for `name` that shares its first 64 bits with the GUID `base` (its last 64 bits are those of
+    ``uuid5_str(namespace, name)``), so it sorts next to `base` in a primary key's index: a row added beside another row
+    of the same parent then lands on the same index page instead of a random one. Without a GUID to share: `uuid5_str`."""
+    h = sha1(namespace + name.encode("utf-8")).hexdigest()
+    if len(base) == 36 and base[8] == base[13] == base[18] == base[23] == "-":
+        return f"{base[:19]}{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+    return hex_to_uuid5(h)
+
+
 def record_key(table: str, *parts: str) -> str:
     """Key of a record of ``table`` identified by ``parts`` (joined with U+001F)."""
     return uuid5_str(table_namespace(table), KEY_SEPARATOR.join(parts))

@@ -49,7 +49,7 @@ import orjson
 
 from ..graph.client import Page
 from ..mapping import MappingContext, RecordInvalid
-from ..mapping.keys import uuid5_str
+from ..mapping.keys import sibling_uuid5, uuid5_str
 from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
 from ..store.schema import DECISION_UPSERT, decision_key, resolution_id
@@ -1327,12 +1327,16 @@ class Tracker(MailHook):
                     v["partyid"] = v["partyobjecttypecode"] = None
                 else:
                     v["partyid"], v["partyobjecttypecode"] = ref.id, ref.table
-                out.append(Record("activityparty", uuid5_str(_PARTY_NS, f"{key}\x1f{mask}\x1f{addr}\x1f{ref.table + ':' + ref.id if ref else ''}"), v))
+                # next to the mapping's row in the primary key's index: a recipient matching several records costs its email one
+                # index page, not one random page per extra record
+                out.append(Record("activityparty", sibling_uuid5(r.key, _PARTY_NS, f"{key}\x1f{mask}\x1f{addr}\x1f{ref.table + ':' + ref.id if ref else ''}"), v))
         return out
 
     def _merge_parties(self, page: _Page, key: str, parties: list[Record]) -> list[Record]:
         """Union with the parties already stored for this email (another mailbox's copy): no party is lost."""
         have = {p.key for p in parties}
+        same = {(v.get("participationtypemask"), v.get("addressused"), v.get("partyid"), v.get("partyobjecttypecode"))
+                for v in (p.values for p in parties if p.table == "activityparty")}
         merged = list(parties)
         written = page.parties.get(key)
         if written is not None:  # written earlier in this page: its rows as the batch stores them
@@ -1342,8 +1346,8 @@ class Tracker(MailHook):
             stored = page.tx.execute("SELECT activitypartyid, participationtypemask, addressused, partyid, partyobjecttypecode FROM activityparty "
                                      "WHERE activityid = ?", (key,)).fetchall()
         for pid, mask, addr, partyid, ptype in stored:
-            if pid in have:
-                continue
+            if pid in have or (mask, addr, partyid, ptype) in same:
+                continue  # (the same party under another key: one an earlier version derived)
             if partyid is None and any(p.values.get("addressused") == addr and p.values.get("participationtypemask") == mask for p in parties):
                 continue
             merged.append(Record("activityparty", pid, {"activityid": key, "participationtypemask": mask, "addressused": addr,

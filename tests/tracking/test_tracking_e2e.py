@@ -181,6 +181,38 @@ def test_two_mailboxes_receiving_the_same_mail_make_one_email_with_merged_partie
     assert masks == [1, 2, 2, 4]  # from, to x2, and the Bcc only Bob's copy shows
 
 
+def test_a_recipient_matching_two_records_gets_a_row_for_each_and_a_merge_never_doubles_one(tracking_for: Any, tmp_path: Any) -> None:
+    """Recipients get all matches: one activityparty row per record. The extra row's key shares its first 64 bits with the
+    mapping's row (so it sorts next to it in the primary key's index). Merging another mailbox's copy keeps one row per
+    party even when the stored one has a key an earlier version derived."""
+    from connector.mapping.keys import uuid5_str
+    from connector.tracking import import_records
+    from connector.tracking.tracker import PARTY_NAMESPACE
+
+    r: TrackRunner = tracking_for()
+    more = tmp_path / "more.yaml"
+    more.write_text("contact:\n  - {contactid: c-orders, firstname: Order, lastname: Desk, emailaddress1: orders@fabrikam.com}\n")
+    with SqliteStore(f"sqlite:///{r.db}") as s:
+        import_records(s, [more])
+    mid = "<two-records-1@fabrikam.com>"
+    r.emu.deliver("adele@contoso.com", ext("Two records", to=("adele@contoso.com", "orders@fabrikam.com"), internetMessageId=mid))
+    r.sync(mailboxes=mailboxes(adele={"track": "all"}, bob={"track": "all"}))
+    key = r.email("Two records")["activityid"]
+    sql = "SELECT activitypartyid, partyobjecttypecode, partyid FROM activityparty WHERE activityid = ? AND addressused = 'orders@fabrikam.com'"
+    rows = r.rows(sql, key)
+    assert sorted((t, i) for _, t, i in rows) == [("account", "acc-fab"), ("contact", "c-orders")]
+    first, extra = sorted(rows, key=lambda row: row[1] != "contact")  # contacts rank before accounts: the mapping's row
+    assert extra[0] != first[0] and extra[0][:19] == first[0][:19]
+    # as an earlier version keyed the extra row
+    old = uuid5_str(PARTY_NAMESPACE.bytes, f"{key}\x1f2\x1forders@fabrikam.com\x1faccount:acc-fab")
+    with SqliteStore(f"sqlite:///{r.db}") as s, s.transaction() as tx:
+        tx.execute("UPDATE activityparty SET activitypartyid = ? WHERE activitypartyid = ?", (old, extra[0]))
+    r.emu.deliver("bob@contoso.com", ext("Two records", to=("adele@contoso.com", "orders@fabrikam.com"), internetMessageId=mid))
+    r.sync(mailboxes=mailboxes(adele={"track": "all"}, bob={"track": "all"}))
+    assert any("merged into that email" in d["reason"] for d in r.explain(mid))
+    assert sorted((t, i) for _, t, i in r.rows(sql, key)) == [("account", "acc-fab"), ("contact", "c-orders")]
+
+
 def test_queue_style_shared_mailbox_tracks_all_through_its_alias(tracking_for: Any) -> None:
     r: TrackRunner = tracking_for()
     r.emu.deliver("sales@contoso.com", ext("RFQ 200 units", sender="pat@northwind.example", to=("orders@contoso.com",)))

@@ -109,6 +109,12 @@ _ROW_ATTR = (("regardingobjectid", "regid"), ("regardingobjecttypecode", "regtyp
              ("trackingtoken", "token"), ("senton", "senton"), ("baseconversationindexhash", "chash"), ("conversationtrackingid", "cid"),
              ("directioncode", "direction"), ("acceptingentityid", "accepting"), ("sender", "sender"), ("ownerid", "owner"))
 _DIM_ATTR = {"messageid": "messageid", "trackingtoken": "token", "baseconversationindexhash": "chash", "conversationtrackingid": "cid"}
+# conversationtrackingid is indexed by its first 8 hex digits (32 bits): a third of the whole GUID's index, and every page
+# inserts into it at random. A lookup reads the rows of the prefix and keeps those of the whole value. (Never also write
+# `conversationtrackingid = ?` in such a query: SQLite's constant propagation then rewrites the indexed expression and
+# walks the whole index.)
+_CID_PREFIX = "substr(conversationtrackingid, 1, 8)"
+_INDEXED = {"conversationtrackingid": (_CID_PREFIX, 8)}  # column -> (the indexed expression, the prefix length it keeps)
 # columns evaluate may add to an email beyond the mapped ones: a new email gets all of them (None = not set), in this order, so a
 # page's new emails share one column list and the engine's batch inserts them in the order they were evaluated
 _EXTRA_EMAIL_COLS = ("baseconversationindexhash", "conversationtrackingid", "regardingobjectid", "regardingobjecttypecode", "correlationmethod",
@@ -320,7 +326,7 @@ class Tracker(MailHook):
             for name, table, cols in (
                 ("ix_tracking_email_token", "email", "trackingtoken) WHERE (trackingtoken IS NOT NULL"),
                 ("ix_tracking_email_convhash", "email", "baseconversationindexhash"),
-                ("ix_tracking_email_convid", "email", "conversationtrackingid"),
+                ("ix_tracking_email_convid8", "email", _CID_PREFIX),
             ):
                 if table in store.tables:
                     tx.execute(f'CREATE INDEX IF NOT EXISTS {name} ON "{table}" ({cols})')
@@ -328,6 +334,7 @@ class Tracker(MailHook):
             tx.execute("DROP INDEX IF EXISTS ix_tracking_party_activity")
             # emails are found by Message-ID through their keys (`_load_messageids`), not through a messageid index
             tx.execute("DROP INDEX IF EXISTS ix_tracking_email_messageid")
+            tx.execute("DROP INDEX IF EXISTS ix_tracking_email_convid")  # the whole GUID: replaced by ix_tracking_email_convid8
 
     @classmethod
     def from_settings(cls, settings: Settings, store: SqliteStore, mappings: Any = None) -> Tracker:
@@ -624,26 +631,33 @@ class Tracker(MailHook):
             return
         stored, capped = page.stored[dim], page.capped[dim]
         tx = page.tx
+        expr, cut = _INDEXED.get(dim, (dim, 0))
+        attr = _DIM_ATTR[dim]
         for i in range(0, len(values), 500):
             chunk = values[i:i + 500]
-            marks = ",".join("?" * len(chunk))
+            probes = list(dict.fromkeys(v[:cut] for v in chunk)) if cut else chunk  # what the index holds
+            marks = ",".join("?" * len(probes))
             # Two steps: each value's rowids from the index alone (no table row is read), then the rows of only the first
             # `_PRELOAD_CAP` of them. Correlation nearly always takes a value's first eligible row, and reading an email's row
             # is the expensive part (its large columns spread rows over many pages).
-            first: dict[Any, list[int]] = {v: [] for v in chunk}
-            for v, rid in tx.execute(f"SELECT {dim}, rowid FROM email WHERE {dim} IN ({marks}) ORDER BY {dim}, rowid", chunk):
-                ids = first[v]
+            first: dict[Any, list[int]] = {p: [] for p in probes}
+            more: dict[Any, int] = {}
+            for p, rid in tx.execute(f"SELECT {expr}, rowid FROM email WHERE {expr} IN ({marks}) ORDER BY {expr}, rowid", probes):
+                ids = first[p]
                 if len(ids) < _PRELOAD_CAP:
                     ids.append(rid)
                 else:
-                    capped[v] = ids[-1]  # more rows follow: `_scan` reads on past them when none of these is eligible
+                    more[p] = ids[-1]  # more rows follow: `_scan` reads on past them when none of these is eligible
             want = [rid for ids in first.values() for rid in ids]
             rows: dict[int, _Row] = {}
             for j in range(0, len(want), 500):
                 part = want[j:j + 500]
                 rows.update((r[0], _Row(*r)) for r in tx.execute(f"SELECT {_ROW_COLS} FROM email WHERE rowid IN ({','.join('?' * len(part))})", part))
-            for v, ids in first.items():
-                stored[v] = [rows[rid] for rid in ids if rid in rows]
+            for v in chunk:
+                p = v[:cut] if cut else v
+                stored[v] = [row for row in (rows.get(rid) for rid in first[p]) if row is not None and (not cut or getattr(row, attr) == v)]
+                if p in more:
+                    capped[v] = more[p]
 
     def _first(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None) -> _Row | None:
         """The email `SELECT ... FROM email WHERE dim = value [AND activityid != key AND messageid != own AND senton <= sent] LIMIT 1`
@@ -682,14 +696,18 @@ class Tracker(MailHook):
 
     def _scan(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None) -> _Row | None:
         """Past the preloaded rows of a value with many emails: read on in SQL (rows this page rewrote are judged as written)."""
-        sql = f"SELECT {_ROW_COLS} FROM email WHERE {dim} = ? AND rowid > ?"
-        args: tuple[Any, ...] = (value, page.capped[dim][value])
+        expr, cut = _INDEXED.get(dim, (dim, 0))
+        sql = f"SELECT {_ROW_COLS} FROM email WHERE {expr} = ? AND rowid > ?"
+        args: tuple[Any, ...] = (value[:cut] if cut else value, page.capped[dim][value])
         if strict is not None:
             sql += " AND activityid != ? AND (messageid IS NULL OR messageid != ?) AND (senton IS NULL OR senton <= ?)"
             args += strict
+        attr = _DIM_ATTR[dim]
         for r in page.tx.execute(sql + " ORDER BY rowid", args):
             if r[1] not in page.written:
-                return _Row(*r)
+                row = _Row(*r)
+                if not cut or getattr(row, attr) == value:
+                    return row
         return None
 
     def _existing(self, page: _Page, key: str) -> _Row | None:

@@ -201,3 +201,28 @@ def test_correlation_finds_the_first_eligible_email_past_the_preloaded_rows(tmp_
             alone = tracker_module._Page(tx)  # one value with more rows than the cap allows for the chunk: the bounded query
             t._load_rows(alone, "baseconversationindexhash", [7])
             assert [r.activityid for r in alone.stored["baseconversationindexhash"][7]] == [f"e{i}" for i in range(min(cap, 5))]
+
+
+def test_conversation_ids_are_found_by_their_prefix_and_told_apart_in_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conversationtrackingid is indexed by its first 8 hex digits: another conversation's emails sharing them are read but
+    never matched, and a match past the preloaded rows is still the first eligible one in rowid order."""
+    from connector.mapping.records import Record
+    from connector.tracking import tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "_PRELOAD_CAP", 2)
+    a, b = "aaaaaaaa-0000-5000-8000-00000000000a", "aaaaaaaa-0000-5000-8000-00000000000b"
+    rows = [(b, "2026-01-05T00:00:00Z"), (b, "2026-01-05T00:00:00Z"), (b, "2026-01-01T00:00:00Z"), (a, "2026-01-05T00:00:00Z"), (a, "2026-01-03T00:00:00Z")]
+    with SqliteStore(tmp_path / "s.db") as store:
+        t = tracker_module.Tracker(Settings.load(None), store)
+        store.upsert_records([Record("email", f"e{i}", {"subject": f"s{i}", "messageid": f"<m{i}@x>", "senton": sent, "conversationtrackingid": cid})
+                              for i, (cid, sent) in enumerate(rows)])
+        assert "ix_tracking_email_convid8" in {n for (n,) in store.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        with store.transaction() as tx:
+            page = tracker_module._Page(tx)
+            t._load_rows(page, "conversationtrackingid", [a, b, "cccccccc-0000-5000-8000-00000000000c"])
+            stored = page.stored["conversationtrackingid"]
+            assert stored[a] == [] and [r.activityid for r in stored[b]] == ["e0", "e1"] and stored["cccccccc-0000-5000-8000-00000000000c"] == []
+            got = t._first(page, "conversationtrackingid", a, ("new", "<new@x>", "2026-01-04T00:00:00Z"))
+            assert got is not None and got.activityid == "e4"  # e0-e2 are another conversation's, e3 was sent later
+            assert t._first(page, "conversationtrackingid", a, ("new", "<new@x>", "2026-01-02T00:00:00Z")) is None
+            assert t._first(page, "conversationtrackingid", b, None).activityid == "e0"  # type: ignore[union-attr]

@@ -14,7 +14,11 @@ inactive; the rest are filler) and imported into each store with the real `impor
 Each variant runs `--repeats` times, alternating, and the fastest run of each counts (this machine is
 shared and noisy). The ratio is the issue's budget: tracking may add at most 30% per message.
 
-Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2]``
+`--breakdown` then runs each variant once more with timers on the engine's and the tracker's phases and
+prints where each variant's time goes, per message, side by side (those runs are slower and never count
+for the figures above). Each phase is timed exclusive of the phases it calls.
+
+Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2] [--breakdown]``
 (``TRACKING_COST_KEEP=1`` keeps the emulator up and prints how to run one variant by hand, e.g. under a profiler.)
 """
 
@@ -80,6 +84,62 @@ def crm(external: list[str], internal: list[str], contacts: int, accounts: int) 
 # --- one run (a child process) -------------------------------------------------------------------
 
 
+# (label, module, class, method) of each timed phase, in the order printed
+PHASES = (
+    ("mapping", "connector.mapping.loader", "MappingSet", "map_item"),
+    ("tracking: page loads", "connector.tracking.tracker", "Tracker", "prepare_page"),
+    ("tracking: evaluate", "connector.tracking.tracker", "Tracker", "evaluate"),
+    ("tracking: decision rows", "connector.tracking.tracker", "Tracker", "page_done"),
+    ("tracking: late re-check", "connector.tracking.tracker", "Tracker", "after_mailbox"),
+    ("tracking: end of run", "connector.tracking.tracker", "Tracker", "end_run"),
+    ("records upserted", "connector.store.sqlite", "Transaction", "upsert_records"),
+    ("links written", "connector.store.sqlite", "Transaction", "link_items"),
+    ("page transaction, the rest (commit)", "connector.sync.engine", "SyncEngine", "_commit"),
+)
+
+
+def time_phases() -> dict[str, float]:
+    """Wrap each phase's method with a timer; seconds per phase, exclusive of the timed phases it calls (filled as the
+    run goes). The coroutines (late re-check, end of run) run while no page is in flight, so they nest like the rest."""
+    import functools
+    import importlib
+    import inspect
+
+    spent = {label: 0.0 for label, *_ in PHASES}
+    stack: list[list[Any]] = []  # [label, start, time spent in timed phases it called]
+
+    def enter(label: str) -> None:
+        stack.append([label, time.perf_counter(), 0.0])
+
+    def leave() -> None:
+        label, start, inner = stack.pop()
+        took = time.perf_counter() - start
+        spent[label] += took - inner
+        if stack:
+            stack[-1][2] += took
+
+    for label, module, cls_name, name in PHASES:
+        cls = getattr(importlib.import_module(module), cls_name)
+        fn = getattr(cls, name)
+        if inspect.iscoroutinefunction(fn):
+            async def timed_async(*a: Any, __fn: Any = fn, __label: str = label, **k: Any) -> Any:
+                enter(__label)
+                try:
+                    return await __fn(*a, **k)
+                finally:
+                    leave()
+            setattr(cls, name, functools.wraps(fn)(timed_async))
+        else:
+            def timed(*a: Any, __fn: Any = fn, __label: str = label, **k: Any) -> Any:
+                enter(__label)
+                try:
+                    return __fn(*a, **k)
+                finally:
+                    leave()
+            setattr(cls, name, functools.wraps(fn)(timed))
+    return spent
+
+
 async def run_engine(info: dict[str, str], db: str, crm_file: str, tracking: bool, page_size: int) -> dict[str, Any]:
     from connector.settings import Settings
     from connector.store.sqlite import SqliteStore
@@ -110,13 +170,29 @@ async def run_engine(info: dict[str, str], db: str, crm_file: str, tracking: boo
 def child(args: argparse.Namespace) -> None:
     import resource
 
+    spent = time_phases() if args.breakdown else None
     out = asyncio.run(run_engine(json.loads(args.info), args.db, args.crm, args.variant == "tracked", args.page_size))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if spent is not None:
+        out["phases"] = spent
     print(json.dumps(out))
 
 
-def run_child(variant: str, info: dict[str, str], crm_file: Path, db: Path, page_size: int) -> dict[str, Any]:
-    return st.run_script_child(__file__, variant, ["--info", json.dumps(info), "--db", str(db), "--crm", str(crm_file), "--page-size", str(page_size)])
+def run_child(variant: str, info: dict[str, str], crm_file: Path, db: Path, page_size: int, breakdown: bool = False) -> dict[str, Any]:
+    return st.run_script_child(__file__, variant, ["--info", json.dumps(info), "--db", str(db), "--crm", str(crm_file), "--page-size", str(page_size),
+                                                   *(["--breakdown"] if breakdown else [])])
+
+
+def print_breakdown(e: dict[str, Any], k: dict[str, Any]) -> None:
+    """Per message, per phase: tracking off, tracking on, the difference."""
+    print("\nwhere the time goes: one more run of each variant, with timers (us per message)")
+    print(f"  {'phase':<38s}{'off':>8} {'on':>8} {'on - off':>9}")
+    rows = [(label, e["phases"][label] / e["items"] * 1e6, k["phases"][label] / k["items"] * 1e6) for label, *_ in PHASES]
+    rows.append(("fetching, parsing and the rest", *((r["seconds"] - sum(r["phases"].values())) / r["items"] * 1e6 for r in (e, k))))
+    for label, off, on in rows:
+        print(f"  {label:<38s}{off:8.1f} {on:8.1f} {on - off:+9.1f}")
+    total_e, total_k = (r["seconds"] / r["items"] * 1e6 for r in (e, k))
+    print(f"  {'total':<38s}{total_e:8.1f} {total_k:8.1f} {total_k - total_e:+9.1f}")
 
 
 def main() -> None:
@@ -126,6 +202,7 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=5_000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--page-size", type=int, default=1000)
+    p.add_argument("--breakdown", action="store_true", help="then one more run of each variant, with per-phase timers")
     st.child_arguments(p)
     p.add_argument("--crm", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -154,6 +231,8 @@ def main() -> None:
                     runs[variant].append(got)
                     print(f"  run {r + 1} {variant:<8} {got['seconds']:7.2f} s ({got['cpu']:6.2f} s CPU)  {got['items'] / got['seconds']:8,.0f} msg/s  "
                           f"peak RSS {got['peak_rss_mb']:.0f} MB", flush=True)
+            timed = {v: run_child(v, info, crm_file, work / f"{v}-timed.db", args.page_size, breakdown=True)
+                     for v in ("engine", "tracked")} if args.breakdown else None
         finally:
             proc.terminate()
             proc.wait(30)
@@ -168,6 +247,8 @@ def main() -> None:
     print(f"tracking adds                    : {(per_k / per_e - 1) * 100:7.1f} %  (budget 30 %); in CPU time {cpu_e:.1f} -> {cpu_k:.1f} us, "
           f"{(cpu_k / cpu_e - 1) * 100:.1f} %")
     print(f"peak RSS                         : {e['peak_rss_mb']:.0f} MB off, {k['peak_rss_mb']:.0f} MB on")
+    if timed is not None:
+        print_breakdown(timed["engine"], timed["tracked"])
 
 
 if __name__ == "__main__":

@@ -213,10 +213,13 @@ def test_conversation_ids_are_found_by_their_prefix_and_told_apart_in_full(tmp_p
     a, b = "aaaaaaaa-0000-5000-8000-00000000000a", "aaaaaaaa-0000-5000-8000-00000000000b"
     rows = [(b, "2026-01-05T00:00:00Z"), (b, "2026-01-05T00:00:00Z"), (b, "2026-01-01T00:00:00Z"), (a, "2026-01-05T00:00:00Z"), (a, "2026-01-03T00:00:00Z")]
     with SqliteStore(tmp_path / "s.db") as store:
+        with store.transaction() as tx:  # a store an earlier version indexed by the whole GUID
+            tx.execute("CREATE INDEX ix_tracking_email_convid ON email (conversationtrackingid)")
         t = tracker_module.Tracker(Settings.load(None), store)
         store.upsert_records([Record("email", f"e{i}", {"subject": f"s{i}", "messageid": f"<m{i}@x>", "senton": sent, "conversationtrackingid": cid})
                               for i, (cid, sent) in enumerate(rows)])
-        assert "ix_tracking_email_convid8" in {n for (n,) in store.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        indexes = {n for (n,) in store.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "ix_tracking_email_convid8" in indexes and "ix_tracking_email_convid" not in indexes
         with store.transaction() as tx:
             page = tracker_module._Page(tx)
             t._load_rows(page, "conversationtrackingid", [a, b, "cccccccc-0000-5000-8000-00000000000c"])

@@ -36,10 +36,10 @@ def sibling_uuid5(base: str, namespace: bytes, name: str) -> str:
     """A UUIDv5-style key for `name` that shares its first 64 bits with the GUID `base` (its last 64 bits are those of
     ``uuid5_str(namespace, name)``), so it sorts next to `base` in a primary key's index: a row added beside another row
     of the same parent then lands on the same index page instead of a random one. Without a GUID to share: `uuid5_str`."""
-    h = sha1(namespace + name.encode("utf-8")).hexdigest()
+    own = uuid5_str(namespace, name)
     if len(base) == 36 and base[8] == base[13] == base[18] == base[23] == "-":
-        return f"{base[:19]}{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
-    return hex_to_uuid5(h)
+        return base[:19] + own[19:]
+    return own
 
 
 def record_key(table: str, *parts: str) -> str:

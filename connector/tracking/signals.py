@@ -26,6 +26,7 @@ OOF_SUBJECT = re.compile(
 CONVERSATION_NAMESPACE = uuid.UUID("6f1d9a4e-3c2b-4e8f-9a7d-5b0c1e2f3a4b")
 _CONVERSATION_NS = CONVERSATION_NAMESPACE.bytes
 CONVERSATION_HEADER_BYTES = 22  # the thread header of a conversationIndex; replies append 5-byte blocks
+CHILD_BLOCK_BYTES = 5
 
 
 TRACKING_HEADERS = frozenset({"in-reply-to", "references", "auto-submitted", "x-auto-response-suppress", "x-ms-exchange-generated-message-source",
@@ -84,8 +85,10 @@ def _signed32(n: int) -> int:
     return n - (1 << 32) if n >= 1 << 31 else n
 
 
-def base_conversation_hash(conversation_index: str | None) -> int | None:
-    """`baseconversationindexhash`: a signed 32-bit hash of the 22-byte thread header of a conversationIndex."""
+def thread_header(conversation_index: str | None) -> tuple[int, bool] | None:
+    """(`baseconversationindexhash`, whether the message starts its thread) of a conversationIndex, or None without a
+    thread header. A thread's first message carries the 22-byte header alone; each reply or forward appends a 5-byte
+    block that dates it after the header, so no other message of the thread was sent before the first."""
     if not conversation_index:
         return None
     try:
@@ -94,7 +97,13 @@ def base_conversation_hash(conversation_index: str | None) -> int | None:
         return None
     if len(raw) < CONVERSATION_HEADER_BYTES:
         return None
-    return _signed32(zlib.crc32(raw[:CONVERSATION_HEADER_BYTES]))
+    return _signed32(zlib.crc32(raw[:CONVERSATION_HEADER_BYTES])), len(raw) < CONVERSATION_HEADER_BYTES + CHILD_BLOCK_BYTES
+
+
+def base_conversation_hash(conversation_index: str | None) -> int | None:
+    """`baseconversationindexhash`: a signed 32-bit hash of the 22-byte thread header of a conversationIndex."""
+    header = thread_header(conversation_index)
+    return header[0] if header else None
 
 
 def conversation_tracking_id(conversation_id: str | None) -> str | None:

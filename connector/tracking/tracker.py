@@ -223,6 +223,7 @@ class _Sig(NamedTuple):
     cid: str | None
     token: str | None
     auto: str | None  # why it is an automatic reply (None: it is not, or they are not skipped)
+    root: bool = False  # it starts its thread (`signals.thread_header`): the thread hash finds none of its ancestors
 
 
 class _PartySet(NamedTuple):
@@ -537,9 +538,9 @@ class Tracker(MailHook):
             stored = page.stored["trackingtoken"]
             todo = [sig for sig in todo if not (sig.token and stored.get(sig.token))]
         if cc.conversation:
-            self._load_dim(page, "baseconversationindexhash", {sig.chash for sig in todo if sig.chash is not None})
+            self._load_dim(page, "baseconversationindexhash", {sig.chash for sig in todo if sig.chash is not None and not sig.root})
             stored = page.stored["baseconversationindexhash"]
-            self._load_dim(page, "conversationtrackingid", {sig.cid for sig in todo if sig.cid is not None and not stored.get(sig.chash)})
+            self._load_dim(page, "conversationtrackingid", {sig.cid for sig in todo if sig.cid is not None and (sig.root or not stored.get(sig.chash))})
 
     def _load_dim(self, page: _Page, dim: str, values: set[Any]) -> None:
         stored = page.stored[dim]
@@ -659,9 +660,10 @@ class Tracker(MailHook):
                 if p in more:
                     capped[v] = more[p]
 
-    def _first(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None) -> _Row | None:
-        """The email `SELECT ... FROM email WHERE dim = value [AND activityid != key AND messageid != own AND senton <= sent] LIMIT 1`
-        returns (the index on `dim` gives rowid order), with the rows this page wrote as written."""
+    def _first(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None, not_thread: int | None = None) -> _Row | None:
+        """The email `SELECT ... FROM email WHERE dim = value [AND activityid != key AND messageid != own AND senton <= sent]
+        [AND baseconversationindexhash IS NOT not_thread] LIMIT 1` returns (the index on `dim` gives rowid order), with the
+        rows this page wrote as written."""
         rows = page.stored[dim].get(value)
         if rows is None:
             self._load_rows(page, dim, [value])
@@ -677,11 +679,11 @@ class Tracker(MailHook):
             key, own, sent = strict
             for row in rows:
                 if row.activityid != key and row.activityid not in written and (row.messageid is None or row.messageid != own) \
-                        and (row.senton is None or row.senton <= sent):
+                        and (row.senton is None or row.senton <= sent) and (not_thread is None or row.chash != not_thread):
                     best = row
                     break
         if best is None and value in page.capped[dim]:
-            best = self._scan(page, dim, value, strict)
+            best = self._scan(page, dim, value, strict, not_thread)
         ids = page.windex[dim].get(value)
         if ids:
             attr = _DIM_ATTR[dim]
@@ -690,11 +692,11 @@ class Tracker(MailHook):
                 if best is not None and row.order >= best.order or getattr(row, attr) != value:
                     continue
                 if strict is None or (row.activityid != strict[0] and (row.messageid is None or row.messageid != strict[1])
-                                      and (row.senton is None or row.senton <= strict[2])):
+                                      and (row.senton is None or row.senton <= strict[2]) and (not_thread is None or row.chash != not_thread)):
                     best = row
         return best
 
-    def _scan(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None) -> _Row | None:
+    def _scan(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None, not_thread: int | None = None) -> _Row | None:
         """Past the preloaded rows of a value with many emails: read on in SQL (rows this page rewrote are judged as written)."""
         expr, cut = _INDEXED.get(dim, (dim, 0))
         sql = f"SELECT {_ROW_COLS} FROM email WHERE {expr} = ? AND rowid > ?"
@@ -706,7 +708,7 @@ class Tracker(MailHook):
         for r in page.tx.execute(sql + " ORDER BY rowid", args):
             if r[1] not in page.written:
                 row = _Row(*r)
-                if not cut or getattr(row, attr) == value:
+                if (not cut or getattr(row, attr) == value) and (not_thread is None or row.chash != not_thread):
                     return row
         return None
 
@@ -764,8 +766,9 @@ class Tracker(MailHook):
         else:
             cid = None
         subject = item.get("subject")
-        return _Sig(ids, signals.base_conversation_hash(item.get("conversationIndex")), cid, self.tokens.find(subject),
-                    signals.auto_reply_reason(headers, subject) if self.cfg.ignore_auto_replies else None)
+        header = signals.thread_header(item.get("conversationIndex"))
+        return _Sig(ids, header[0] if header else None, cid, self.tokens.find(subject),
+                    signals.auto_reply_reason(headers, subject) if self.cfg.ignore_auto_replies else None, header is not None and header[1])
 
     def _mailbox_config(self, st: _MailboxState) -> tuple[Any, bool, str, str]:
         if st.config is None:
@@ -1067,7 +1070,7 @@ class Tracker(MailHook):
         else:
             ids = ranked
         token = sig.token if method in (NONE, CONVERSATION_INDEX, SMART) else None
-        h = sig.chash if method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid") else None
+        h = sig.chash if not sig.root and (method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid")) else None
         if not (ids or token or h is not None or corr.received):
             return None
         return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid)
@@ -1235,10 +1238,13 @@ class Tracker(MailHook):
             cid = values.get("conversationtrackingid")
             if h is not None or cid:
                 # as SQLite's multi-index OR runs `hash = h OR conversationtrackingid = cid`: the thread header's rows, then Graph's conversationId's
-                row = self._first(page, "baseconversationindexhash", h, (key, own, sent)) if h is not None else None
+                # (a thread's first message: the rows of its thread hash are its replies, never its parent, so it is not
+                # matched on it, nor waits on it)
+                row = self._first(page, "baseconversationindexhash", h, (key, own, sent)) if h is not None and not sig.root else None
                 if row:
                     return self._found(CONVERSATION_INDEX, page, row, "conversationIndex thread header", "hash")
-                row = self._first(page, "conversationtrackingid", cid, (key, own, sent)) if cid is not None else None
+                # (a thread's first message: none of its replies, which share its thread hash)
+                row = self._first(page, "conversationtrackingid", cid, (key, own, sent), h if sig.root else None) if cid is not None else None
                 if row:
                     return self._found(CONVERSATION_INDEX, page, row, "Graph conversationId", "cid")
         if cc.smart_matching:

@@ -233,6 +233,28 @@ def test_the_outcome_does_not_depend_on_the_order_mailboxes_sync_in(tracking_for
     assert first.rows(parties) == second.rows(parties)
 
 
+def test_a_thread_s_first_message_never_correlates_with_its_own_reply_whichever_syncs_first(tracking_for: Any, tmp_path: Any) -> None:
+    """A reply stamped a minute before the message it answers (the sender's clock is behind) shares its thread hash and Graph
+    conversationId: the first message is not correlated with it, by either, in either order. The reply correlates with it."""
+    first: TrackRunner = tracking_for()
+    at = datetime.now(timezone.utc).replace(microsecond=0)
+    mid = "<kickoff-9@contoso.com>"
+    first.emu.deliver(BOB, {"folder": "sentitems", "subject": "Kickoff 9", "internetMessageId": mid, "from": BOB_FROM,
+                            "sentDateTime": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "toRecipients": [{"emailAddress": {"address": "dana@fabrikam.com"}}]})
+    first.emu.deliver(ADELE, ext("RE: Kickoff 9", internetMessageHeaders=hdr(In_Reply_To=mid),
+                                 sentDateTime=(at - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    second = TrackRunner(first.emu, tmp_path / "second.db", tmp_path)
+    boxes = [{"address": ADELE, "track": "all"}, {"address": BOB, "track": "all"}]
+    first.sync(parallel_mailboxes=1, mailbox_concurrency=1, mailboxes=boxes)
+    second.sync(parallel_mailboxes=1, mailbox_concurrency=1, mailboxes=boxes[::-1])
+    for r in (first, second):
+        root, reply = r.email("Kickoff 9"), r.email("RE: Kickoff 9")
+        assert root["baseconversationindexhash"] == reply["baseconversationindexhash"] is not None
+        assert root["conversationtrackingid"] == reply["conversationtrackingid"] is not None
+        assert (root["correlationmethod"], root.get("correlatedactivityid")) == (0, None), root
+        assert (reply["correlationmethod"], reply["correlatedactivityid"]) == (3, root["activityid"]), reply
+
+
 def test_a_tracked_reply_is_correlated_again_without_fetching_it_when_its_parent_syncs_later(tracking_for: Any) -> None:
     """Adele tracks all mail, so her reply is tracked (uncorrelated) before Bob's mailbox tracks its parent: the late re-check
     sets its correlation and regarding from the stored thread keys, with no request for the message."""

@@ -73,6 +73,9 @@ def test_conversation_hash_uses_the_thread_header_only() -> None:
     h = signals.base_conversation_hash(base64.b64encode(root).decode())
     assert h is not None and h == signals.base_conversation_hash(base64.b64encode(child).decode())
     assert signals.base_conversation_hash("AQID") is None and signals.base_conversation_hash(None) is None
+    # the header alone starts a thread; a child block (a reply or forward) does not
+    assert signals.thread_header(base64.b64encode(root).decode()) == (h, True)
+    assert signals.thread_header(base64.b64encode(child).decode()) == (h, False)
 
 
 def test_names_are_parsed_from_display_names() -> None:

@@ -18,7 +18,12 @@ shared and noisy). The ratio is the issue's budget: tracking may add at most 30%
 prints where each variant's time goes, per message, side by side (those runs are slower and never count
 for the figures above). Each phase is timed exclusive of the phases it calls.
 
-Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2] [--breakdown]``
+`--instructions` (needs valgrind) then counts the instructions each variant's sync executes, per message:
+each variant once under cachegrind, less the same run stopped just before the sync (its imports and CRM
+import). Unlike time, the count is the same from run to run, so it shows changes of a percent or two that
+this machine's timing noise hides; it leaves out what the CPU waits for (disk, memory).
+
+Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2] [--breakdown] [--instructions]``
 (``TRACKING_COST_KEEP=1`` keeps the emulator up and prints how to run one variant by hand, e.g. under a profiler.)
 """
 
@@ -30,7 +35,10 @@ import json
 import os
 import platform
 import random
+import re
+import shutil
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -140,7 +148,7 @@ def time_phases() -> dict[str, float]:
     return spent
 
 
-async def run_engine(info: dict[str, str], db: str, crm_file: str, tracking: bool, page_size: int) -> dict[str, Any]:
+async def run_engine(info: dict[str, str], db: str, crm_file: str, tracking: bool, page_size: int, setup_only: bool = False) -> dict[str, Any]:
     from connector.settings import Settings
     from connector.store.sqlite import SqliteStore
     from connector.sync.engine import SyncEngine
@@ -153,6 +161,9 @@ async def run_engine(info: dict[str, str], db: str, crm_file: str, tracking: boo
     with SqliteStore(db) as store:
         import_records(store, [crm_file])
     engine = SyncEngine.from_settings(settings)
+    if setup_only:  # (`--instructions`: everything but the sync, to subtract)
+        await engine.aclose()
+        return {}
     try:
         t, cpu = time.perf_counter(), time.process_time()
         report = await engine.sync_once()
@@ -171,7 +182,7 @@ def child(args: argparse.Namespace) -> None:
     import resource
 
     spent = time_phases() if args.breakdown else None
-    out = asyncio.run(run_engine(json.loads(args.info), args.db, args.crm, args.variant == "tracked", args.page_size))
+    out = asyncio.run(run_engine(json.loads(args.info), args.db, args.crm, args.variant == "tracked", args.page_size, args.setup_only))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if spent is not None:
         out["phases"] = spent
@@ -181,6 +192,29 @@ def child(args: argparse.Namespace) -> None:
 def run_child(variant: str, info: dict[str, str], crm_file: Path, db: Path, page_size: int, breakdown: bool = False) -> dict[str, Any]:
     return st.run_script_child(__file__, variant, ["--info", json.dumps(info), "--db", str(db), "--crm", str(crm_file), "--page-size", str(page_size),
                                                    *(["--breakdown"] if breakdown else [])])
+
+
+def count_instructions(variant: str, info: dict[str, str], crm_file: Path, db: Path, page_size: int, setup_only: bool) -> int:
+    """Instructions one child run executes, counted by valgrind's cachegrind (no cache simulation)."""
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable, __file__, "--child",
+           "--variant", variant, "--info", json.dumps(info), "--db", str(db), "--crm", str(crm_file), "--page-size", str(page_size),
+           *(["--setup-only"] if setup_only else [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if out.returncode != 0 or found is None:
+        raise SystemExit(f"{variant} under valgrind failed:\n{out.stderr[-3000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def sync_instructions(info: dict[str, str], crm_file: Path, work: Path, page_size: int, messages: int) -> dict[str, float]:
+    """Instructions per message of each variant's sync: a run less the same run stopped before the sync."""
+    out = {}
+    for v in ("engine", "tracked"):
+        full = count_instructions(v, info, crm_file, work / f"{v}-instr.db", page_size, setup_only=False)
+        setup = count_instructions(v, info, crm_file, work / f"{v}-instr-setup.db", page_size, setup_only=True)
+        out[v] = (full - setup) / messages
+        print(f"  {v:<8} {full:,} instructions, {setup:,} of them before the sync", flush=True)
+    return out
 
 
 def print_breakdown(e: dict[str, Any], k: dict[str, Any]) -> None:
@@ -203,12 +237,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--page-size", type=int, default=1000)
     p.add_argument("--breakdown", action="store_true", help="then one more run of each variant, with per-phase timers")
+    p.add_argument("--instructions", action="store_true", help="then count each variant's instructions per message under valgrind")
+    p.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     st.child_arguments(p)
     p.add_argument("--crm", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
         return
+    if args.instructions and shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt install valgrind)")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -233,6 +271,9 @@ def main() -> None:
                           f"peak RSS {got['peak_rss_mb']:.0f} MB", flush=True)
             timed = {v: run_child(v, info, crm_file, work / f"{v}-timed.db", args.page_size, breakdown=True)
                      for v in ("engine", "tracked")} if args.breakdown else None
+            if args.instructions:
+                print("\ncounting instructions under valgrind (one run of each variant, and each again stopped before the sync)")
+            instr = sync_instructions(info, crm_file, work, args.page_size, args.messages) if args.instructions else None
         finally:
             proc.terminate()
             proc.wait(30)
@@ -247,6 +288,9 @@ def main() -> None:
     print(f"tracking adds                    : {(per_k / per_e - 1) * 100:7.1f} %  (budget 30 %); in CPU time {cpu_e:.1f} -> {cpu_k:.1f} us, "
           f"{(cpu_k / cpu_e - 1) * 100:.1f} %")
     print(f"peak RSS                         : {e['peak_rss_mb']:.0f} MB off, {k['peak_rss_mb']:.0f} MB on")
+    if instr is not None:
+        print(f"instructions per message        : {instr['engine']:,.0f} off, {instr['tracked']:,.0f} on: tracking adds "
+              f"{(instr['tracked'] / instr['engine'] - 1) * 100:.1f} %")
     if timed is not None:
         print_breakdown(timed["engine"], timed["tracked"])
 

@@ -15,7 +15,6 @@ Run: ``python benchmarks/emulator_speed.py [--messages 100000] [--pages 20]``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import resource
 import statistics
 import sys

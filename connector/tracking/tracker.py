@@ -942,10 +942,13 @@ class Tracker(MailHook):
         else:
             values.pop("trackingtoken", None)
 
-        # acceptance columns: the first mailbox to track it keeps them
+        # acceptance columns: the first mailbox to track it sets them. The accepting user's or queue's own mailbox then takes
+        # receivingmailboxid over, so it does not depend on which mailbox synced first.
         if existing is None or not existing.accepting:
             if accepting is not None and accepting[1]:
                 values["acceptingentityid"] = accepting[1]
+            values["receivingmailboxid"] = mailbox_record_id(mailbox)
+        elif accepting is not None and accepting[1] == existing.accepting and self._receives_as(mailbox, accepting):
             values["receivingmailboxid"] = mailbox_record_id(mailbox)
         if existing is None and self._has_owner:
             owner_id = self._email_owner(outgoing, owner, ps.users, sender_addr, sender_res, corr.owner)
@@ -1187,6 +1190,11 @@ class Tracker(MailHook):
                     (own.table, own.id) if own else None
             tried.append(f"{mailbox} received it as Bcc or through a distribution list (only track=all tracks those)")
         return False, "not tracked: " + ("; ".join(tried) if tried else "no To/Cc recipient is a user or queue (NoRecipientMatch)"), None
+
+    def _receives_as(self, mailbox: str, entity: tuple[str, str | None]) -> bool:
+        """`mailbox` is the mailbox of the user or queue `entity` (table, id)."""
+        own = self.index.mailbox(mailbox)
+        return own is not None and (own.table, own.id) == entity
 
     def _option(self, address: str, table: str, rid: str | None) -> str:
         """A user's or queue's `track` option: its mailbox setting, else a queue's incomingemailfilteringmethod, else the default."""

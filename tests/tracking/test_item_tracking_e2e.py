@@ -255,6 +255,26 @@ def test_a_thread_s_first_message_never_correlates_with_its_own_reply_whichever_
         assert (reply["correlationmethod"], reply["correlatedactivityid"]) == (3, root["activityid"]), reply
 
 
+def test_internal_mail_two_mailboxes_receive_gets_the_same_acceptance_columns_whichever_syncs_first(tracking_for: Any, tmp_path: Any) -> None:
+    """Bob writes to Adele, with the sales queue in Cc; all three mailboxes track all mail. The received activity is
+    accepted by the first accepting To/Cc recipient (Adele), and received in that recipient's mailbox, in either order."""
+    from connector.tracking.tracker import mailbox_record_id
+
+    first: TrackRunner = tracking_for()
+    note = {"subject": "Internal J", "internetMessageId": "<j@contoso.com>", "from": BOB_FROM,
+            "toRecipients": [{"emailAddress": {"address": ADELE}}], "ccRecipients": [{"emailAddress": {"address": SALES}}]}
+    first.emu.deliver(BOB, {**note, "folder": "sentitems"})
+    first.emu.deliver(ADELE, note)
+    first.emu.deliver(SALES, note)
+    second = TrackRunner(first.emu, tmp_path / "second.db", tmp_path)
+    boxes = [{"address": SALES, "track": "all"}, {"address": BOB, "track": "all"}, {"address": ADELE, "track": "all"}]
+    first.sync(parallel_mailboxes=1, mailbox_concurrency=1, mailboxes=boxes)
+    second.sync(parallel_mailboxes=1, mailbox_concurrency=1, mailboxes=boxes[::-1])
+    query = "SELECT directioncode, acceptingentityid, receivingmailboxid FROM email WHERE subject = 'Internal J' ORDER BY directioncode"
+    expected = [(0, "u-adele", mailbox_record_id(ADELE)), (1, "u-bob", mailbox_record_id(BOB))]
+    assert first.rows(query) == second.rows(query) == expected
+
+
 def test_a_tracked_reply_is_correlated_again_without_fetching_it_when_its_parent_syncs_later(tracking_for: Any) -> None:
     """Adele tracks all mail, so her reply is tracked (uncorrelated) before Bob's mailbox tracks its parent: the late re-check
     sets its correlation and regarding from the stored thread keys, with no request for the message."""

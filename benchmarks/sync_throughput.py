@@ -187,10 +187,15 @@ def start_emulator(messages: int, workdir: Path) -> tuple[subprocess.Popen[str],
     return proc, json.loads(line)
 
 
+def spawn_script_child(script: str, variant: str, options: list[str], prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `[PREFIX...] python script --child --variant VARIANT OPTIONS` in a fresh process, its output captured."""
+    cmd = [*(prefix or []), sys.executable, script, "--child", "--variant", variant, *options]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
 def run_script_child(script: str, variant: str, options: list[str]) -> dict[str, Any]:
     """`script --child --variant VARIANT OPTIONS` in a fresh process (so its peak RSS is its own): the JSON it prints last."""
-    cmd = [sys.executable, script, "--child", "--variant", variant, *options]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
+    out = spawn_script_child(script, variant, options)
     if out.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -122,6 +122,13 @@ _EXTRA_EMAIL_COLS = ("baseconversationindexhash", "conversationtrackingid", "reg
                      "ownerid", "owneridtype")
 
 
+def _rank(row: _Row) -> str:
+    """The order token and conversation correlation choose in: the earliest sent email (then the lowest activityid), as
+    the store's indexes on (value, senton) list them (no senton first). Never the first one stored: that depends on the
+    order mailboxes and folders synced in."""
+    return f"{row.senton or ''}\x1f{row.activityid}"
+
+
 def _enqueue(waiting: dict[Any, tuple[str, tuple[tuple[str, int], ...]]], value: Any, pk: tuple[str, int], sent: str) -> None:
     """Add waiter `pk` on `value`, keeping the latest senton among the value's waiters (`Tracker._satisfy` skips on it)."""
     got = waiting.get(value)
@@ -192,6 +199,7 @@ class Correlation:
     value: Any = None  # what matched: the header message id, or "hash" / "cid" for the conversation
     received: str | None = None  # the Message-ID, when the match is the received copy of internal mail (its sent copy may come later)
     owner: str | None = None  # the matched email's owner
+    rank: str | None = None  # a token or conversation match's `_rank`: an eligible email ranking before it is a better match
 
 
 class _Row:
@@ -249,6 +257,10 @@ class _Thread(NamedTuple):
     s: str | None  # its senton
     m: str | None  # its own Message-ID
     activityid: str | None  # its email, when tracked
+    c: str | None = None  # its conversationtrackingid, when a Graph conversationId match would rank before the method used
+    x: int | None = None  # a thread's first message: its own thread hash (its conversationId match skips emails sharing it)
+    k: str | None = None  # which of t / h / c it matched on, when one did ...
+    r: str | None = None  # ... and that match's `_rank`: only an email ranking before it is a better match on the same value
 
 
 class _Page:
@@ -264,8 +276,8 @@ class _Page:
         self.tx = tx
         self.prev: dict[tuple[str, str], tuple[Any, ...] | None] = {}  # (mailbox, graph id) -> earlier decision (None: none)
         self.dkeys: dict[tuple[str, str], int] = {}  # (mailbox, graph id) -> its decision_key
-        self.stored: dict[str, dict[Any, list[_Row]]] = {d: {} for d in _DIM_ATTR}  # column -> value -> stored rows, rowid order
-        self.capped: dict[str, dict[Any, int]] = {d: {} for d in _DIM_ATTR}  # value -> last rowid loaded, when more rows may follow
+        self.stored: dict[str, dict[Any, list[_Row]]] = {d: {} for d in _DIM_ATTR}  # column -> value -> stored rows (`_load_rows`)
+        self.capped: dict[str, dict[Any, str]] = {d: {} for d in _DIM_ATTR}  # value -> the senton of the last row loaded, when more follow
         self.written: dict[str, _Row] = {}  # emails this page writes, by activityid (their values once written)
         self.windex: dict[str, dict[Any, list[str]]] = {d: {} for d in _DIM_ATTR}  # column -> value -> activityids written with it
         self.parties: dict[str, list[Record]] = {}  # activityid -> the records written with it (its activityparty rows)
@@ -299,8 +311,8 @@ class Tracker(MailHook):
         # (mailbox, decision key) -> its _Thread as a plain tuple: a large run keeps one per message, so neither the ~150-character
         # Graph id (looked up for late ones only, `_late_matches`) nor an object the garbage collector keeps tracking
         self._threads: dict[tuple[str, int], tuple[Any, ...]] = {}
-        # by kind: value -> (the latest senton among its waiters, used for t and h; the waiters)
-        self._waiting: tuple[dict[Any, tuple[str, tuple[tuple[str, int], ...]]], ...] = ({}, {}, {}, {})
+        # by kind (m, t, h, o, c): value -> (the latest senton among its waiters, used for t, h and c; the waiters)
+        self._waiting: tuple[dict[Any, tuple[str, tuple[tuple[str, int], ...]]], ...] = ({}, {}, {}, {}, {})
         self._late: dict[str, dict[int, str]] = {}  # mailbox -> decision key -> why it is decided again
         self._created: set[str] = set()  # addresses given a contact in this run (auto_create_contacts)
         self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
@@ -324,13 +336,16 @@ class Tracker(MailHook):
         self._has_owner = {"ownerid", "owneridtype"} <= self._has["email"]
         self._record_owners: dict[tuple[str, PartyRef], str | None] = {}
         with store.transaction() as tx:
+            # each value's emails in the order `_first` chooses in (`_rank`): the earliest sent first
             for name, table, cols in (
-                ("ix_tracking_email_token", "email", "trackingtoken) WHERE (trackingtoken IS NOT NULL"),
-                ("ix_tracking_email_convhash", "email", "baseconversationindexhash"),
-                ("ix_tracking_email_convid8", "email", _CID_PREFIX),
+                ("ix_tracking_email_token_sent", "email", "trackingtoken, senton) WHERE (trackingtoken IS NOT NULL"),
+                ("ix_tracking_email_convhash_sent", "email", "baseconversationindexhash, senton"),
+                ("ix_tracking_email_convid8_sent", "email", f"{_CID_PREFIX}, senton"),
             ):
                 if table in store.tables:
                     tx.execute(f'CREATE INDEX IF NOT EXISTS {name} ON "{table}" ({cols})')
+            for old in ("ix_tracking_email_token", "ix_tracking_email_convhash", "ix_tracking_email_convid8"):  # (value only: rowid order)
+                tx.execute(f"DROP INDEX IF EXISTS {old}")
             # activityparty(activityid) is indexed by the store (ix_activityparty_activityid); a second copy only slows every write
             tx.execute("DROP INDEX IF EXISTS ix_tracking_party_activity")
             # emails are found by Message-ID through their keys (`_load_messageids`), not through a messageid index
@@ -365,7 +380,7 @@ class Tracker(MailHook):
         self._mailboxes = {}
         self._res_cache, self._res_index, self._options, self._record_owners = {}, None, {}, {}
         self._seen = {}
-        self._threads, self._waiting, self._late, self._created, self._received_keys, self._rechecked = {}, ({}, {}, {}, {}), {}, set(), set(), {}
+        self._threads, self._waiting, self._late, self._created, self._received_keys, self._rechecked = {}, ({}, {}, {}, {}, {}), {}, set(), set(), {}
 
     @property
     def index(self) -> PartyIndex:
@@ -626,7 +641,8 @@ class Tracker(MailHook):
         return got
 
     def _load_rows(self, page: _Page, dim: str, values: list[Any]) -> None:
-        """The first `_PRELOAD_CAP` stored emails (rowid order) of each value of `dim`."""
+        """The first `_PRELOAD_CAP` stored emails of each value of `dim`, in `_rank` order (senton, then rowid: `_first` breaks
+        ties)."""
         if dim == "messageid":
             self._load_messageids(page, values)
             return
@@ -642,13 +658,15 @@ class Tracker(MailHook):
             # `_PRELOAD_CAP` of them. Correlation nearly always takes a value's first eligible row, and reading an email's row
             # is the expensive part (its large columns spread rows over many pages).
             first: dict[Any, list[int]] = {p: [] for p in probes}
-            more: dict[Any, int] = {}
-            for p, rid in tx.execute(f"SELECT {expr}, rowid FROM email WHERE {expr} IN ({marks}) ORDER BY {expr}, rowid", probes):
+            last: dict[Any, str | None] = {}
+            more: dict[Any, str] = {}
+            for p, sent, rid in tx.execute(f"SELECT {expr}, senton, rowid FROM email WHERE {expr} IN ({marks}) ORDER BY {expr}, senton, rowid", probes):
                 ids = first[p]
                 if len(ids) < _PRELOAD_CAP:
                     ids.append(rid)
+                    last[p] = sent
                 else:
-                    more[p] = ids[-1]  # more rows follow: `_scan` reads on past them when none of these is eligible
+                    more[p] = last[p] or ""  # more rows follow, sent no earlier: `_first` reads them (`_scan`) when they could rank first
             want = [rid for ids in first.values() for rid in ids]
             rows: dict[int, _Row] = {}
             for j in range(0, len(want), 500):
@@ -661,51 +679,58 @@ class Tracker(MailHook):
                     capped[v] = more[p]
 
     def _first(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None, not_thread: int | None = None) -> _Row | None:
-        """The email `SELECT ... FROM email WHERE dim = value [AND activityid != key AND messageid != own AND senton <= sent]
-        [AND baseconversationindexhash IS NOT not_thread] LIMIT 1` returns (the index on `dim` gives rowid order), with the
-        rows this page wrote as written."""
+        """The email a `dim = value` match correlates with, with the rows this page wrote as written.
+
+        Without `strict` (Message-ID): the first one stored. With `strict` = (key, own Message-ID, senton): the first in `_rank`
+        order of the emails that are another message, sent no later, [and not sharing the thread hash `not_thread`]; so the
+        match does not depend on which of them synced first."""
         rows = page.stored[dim].get(value)
         if rows is None:
             self._load_rows(page, dim, [value])
             rows = page.stored[dim][value]
         written = page.written
-        best: _Row | None = None
+        ids = page.windex[dim].get(value)
         if strict is None:
+            best: _Row | None = None
             for row in rows:
                 if row.activityid not in written:
                     best = row
                     break
-        else:
-            key, own, sent = strict
-            for row in rows:
-                if row.activityid != key and row.activityid not in written and (row.messageid is None or row.messageid != own) \
-                        and (row.senton is None or row.senton <= sent) and (not_thread is None or row.chash != not_thread):
-                    best = row
-                    break
-        if best is None and value in page.capped[dim]:
+            if ids:
+                for aid in ids:
+                    row = written[aid]
+                    if (best is None or row.order < best.order) and row.messageid == value:
+                        best = row
+            return best
+        key, own, sent = strict
+        best = None
+        for row in rows:  # (at most `_PRELOAD_CAP`)
+            if row.activityid != key and row.activityid not in written and (row.messageid is None or row.messageid != own) \
+                    and (row.senton is None or row.senton <= sent) and (not_thread is None or row.chash != not_thread) \
+                    and (best is None or _rank(row) < _rank(best)):
+                best = row
+        cap = page.capped[dim].get(value)
+        if cap is not None and (best is None or (best.senton or "") >= cap):  # a row not loaded may rank first
             best = self._scan(page, dim, value, strict, not_thread)
-        ids = page.windex[dim].get(value)
         if ids:
             attr = _DIM_ATTR[dim]
             for aid in ids:
                 row = written[aid]
-                if best is not None and row.order >= best.order or getattr(row, attr) != value:
+                if getattr(row, attr) != value or (best is not None and _rank(row) >= _rank(best)):
                     continue
-                if strict is None or (row.activityid != strict[0] and (row.messageid is None or row.messageid != strict[1])
-                                      and (row.senton is None or row.senton <= strict[2]) and (not_thread is None or row.chash != not_thread)):
+                if row.activityid != key and (row.messageid is None or row.messageid != own) and (row.senton is None or row.senton <= sent) \
+                        and (not_thread is None or row.chash != not_thread):
                     best = row
         return best
 
-    def _scan(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None, not_thread: int | None = None) -> _Row | None:
-        """Past the preloaded rows of a value with many emails: read on in SQL (rows this page rewrote are judged as written)."""
+    def _scan(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str], not_thread: int | None = None) -> _Row | None:
+        """`_first`'s stored match read in SQL, past the preloaded rows of a value with many emails (rows this page rewrote
+        are judged as written)."""
         expr, cut = _INDEXED.get(dim, (dim, 0))
-        sql = f"SELECT {_ROW_COLS} FROM email WHERE {expr} = ? AND rowid > ?"
-        args: tuple[Any, ...] = (value[:cut] if cut else value, page.capped[dim][value])
-        if strict is not None:
-            sql += " AND activityid != ? AND (messageid IS NULL OR messageid != ?) AND (senton IS NULL OR senton <= ?)"
-            args += strict
+        sql = (f"SELECT {_ROW_COLS} FROM email WHERE {expr} = ? AND activityid != ? AND (messageid IS NULL OR messageid != ?) "
+               "AND (senton IS NULL OR senton <= ?) ORDER BY senton, activityid")
         attr = _DIM_ATTR[dim]
-        for r in page.tx.execute(sql + " ORDER BY rowid", args):
+        for r in page.tx.execute(sql, (value[:cut] if cut else value, *strict)):
             if r[1] not in page.written:
                 row = _Row(*r)
                 if (not cut or getattr(row, attr) == value) and (not_thread is None or row.chash != not_thread):
@@ -1072,11 +1097,15 @@ class Tracker(MailHook):
             ids = ranked[:ranked.index(corr.value)] if corr.value in ranked else ()
         else:
             ids = ranked
-        token = sig.token if method in (NONE, CONVERSATION_INDEX, SMART) else None
-        h = sig.chash if not sig.root and (method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid")) else None
-        if not (ids or token or h is not None or corr.received):
+        # a token, thread hash or conversationId match waits on that value too: an email sent earlier may sync later
+        token = sig.token if method != IN_REPLY_TO else None
+        h = sig.chash if not sig.root and method not in (IN_REPLY_TO, TOKEN) else None
+        c = sig.cid if method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid") else None
+        if not (ids or token or h is not None or c or corr.received):
             return None
-        return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid)
+        kind = "t" if method == TOKEN else ("h" if corr.value == "hash" else "c") if method == CONVERSATION_INDEX else None
+        return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid, c,
+                       sig.chash if sig.root else None, kind, corr.rank if kind else None)
 
     def _wait(self, mb: str, dkey: int, thread: _Thread | None) -> bool:
         """Make the message with decision key `dkey` in mailbox `mb` wait on the values of `thread` (or on nothing): a
@@ -1087,7 +1116,7 @@ class Tracker(MailHook):
             return False
         self._threads[pk] = (*thread,)
         cc = self.cfg.correlation
-        m, t, h, o = self._waiting
+        m, t, h, o, c = self._waiting
         sent = thread.s or _NO_DATE
         if cc.headers:
             for mid in thread.ids:
@@ -1098,6 +1127,8 @@ class Tracker(MailHook):
             _enqueue(h, thread.h, pk, sent)
         if thread.o is not None:
             _enqueue(o, thread.o, pk, _NO_DATE)
+        if thread.c is not None and cc.conversation:
+            _enqueue(c, thread.c, pk, sent)
         return True
 
     def _thread(self, mb: str, gid: str) -> _Thread | None:
@@ -1110,16 +1141,25 @@ class Tracker(MailHook):
 
     def _written_thread(self, row: _Row) -> None:
         """An email written with these values: mark the messages it is a better match for late (the late re-check's input)."""
-        m, t, h, o = self._waiting
+        m, t, h, o, c = self._waiting
         mid = row.messageid
         if mid in m:
             self._satisfy(m, mid, None, lambda thread: mid != thread.m and mid in thread.ids)
         if row.direction and mid in o:
             self._satisfy(o, mid, None, lambda thread: thread.o == mid)
         if row.token in t:
-            self._satisfy(t, row.token, row.senton, lambda thread: thread.t == row.token and self._later(row, thread))
+            self._satisfy(t, row.token, row.senton, lambda thread: thread.t == row.token and self._later(row, thread) and self._better(row, thread, "t"))
         if row.chash in h:
-            self._satisfy(h, row.chash, row.senton, lambda thread: thread.h == row.chash and self._later(row, thread))
+            self._satisfy(h, row.chash, row.senton, lambda thread: thread.h == row.chash and self._later(row, thread) and self._better(row, thread, "h"))
+        if row.cid in c:
+            self._satisfy(c, row.cid, row.senton, lambda thread: thread.c == row.cid and self._later(row, thread) and self._better(row, thread, "c")
+                          and (thread.x is None or row.chash != thread.x))
+
+    @staticmethod
+    def _better(row: _Row, thread: _Thread, kind: str) -> bool:
+        """`row` ranks before the match `thread`'s message found on the same kind of value (any row of a kind ranking before
+        the method used is better)."""
+        return thread.k != kind or thread.r is None or _rank(row) < thread.r
 
     @staticmethod
     def _later(row: _Row, thread: _Thread) -> bool:
@@ -1306,8 +1346,10 @@ class Tracker(MailHook):
             return None
 
     def _found(self, method: int, page: _Page, row: _Row, detail: str, value: Any = None) -> Correlation:
+        rank = _rank(row) if method != IN_REPLY_TO else None
         row = self._sent_copy(page, row)
         corr = self._match(method, row.as_match(), detail, value)
+        corr.rank = rank
         if not row.direction and row.activityid in self._received_keys:
             corr.received = row.messageid
         return corr
@@ -1520,7 +1562,7 @@ class Tracker(MailHook):
             if not todo:
                 break
             await asyncio.gather(*(one(address, user_id) for address, user_id in todo))
-        self._rechecked, self._threads, self._waiting, self._late = {}, {}, ({}, {}, {}, {}), {}
+        self._rechecked, self._threads, self._waiting, self._late = {}, {}, ({}, {}, {}, {}, {}), {}
 
     async def _late_recheck(self, client: Any, mailbox: str, user_id: str, limiter: Any, seen: dict[str, tuple[dict[str, Any], Container]]) -> None:
         """Re-evaluate this run's messages a later event bears on: ones whose thread now has a better match than they found
@@ -1575,13 +1617,20 @@ class Tracker(MailHook):
                 row = self._existing(page, key)
                 if row is None:
                     continue
-                sig = _Sig(thread.ids + ((thread.o,) if thread.o else ()), thread.h, None, thread.t, None)
-                values = {"senton": thread.s, "messageid": thread.m, "baseconversationindexhash": thread.h}
+                h = thread.h if thread.x is None else thread.x
+                sig = _Sig(thread.ids + ((thread.o,) if thread.o else ()), h, thread.c, thread.t, None, thread.x is not None)
+                values = {"senton": thread.s, "messageid": thread.m, "baseconversationindexhash": h, "conversationtrackingid": thread.c}
                 corr = self._correlate(page, {}, values, sig, row.subject, thread.m, key)
                 if corr.activityid is None:
                     continue
-                cols = self._correlation_columns(corr, row.subject)
+                dk = decision_key(mb, gid)
                 regarding = corr.regarding if corr.regarding is not None and not row.regid else None
+                if regarding is None and tx.execute("SELECT 1 FROM email WHERE activityid = ? AND correlationmethod IS ? AND correlatedactivityid IS ?",
+                                                    (key, corr.method, corr.activityid)).fetchone():
+                    self._wait(mb, dk, self._thread_keys(sig, values, corr, key))  # the same match as before (an equal one synced): unchanged
+                    done.append(gid)
+                    continue
+                cols = self._correlation_columns(corr, row.subject)
                 if regarding is not None:
                     cols["regardingobjectid"], cols["regardingobjecttypecode"] = regarding.id, regarding.table
                 if corr.owner and corr.owner != row.owner and row.direction in (0, None) and tx.execute(
@@ -1591,7 +1640,6 @@ class Tracker(MailHook):
                 cols = {c: v for c, v in cols.items() if c in has}
                 tx.execute(f"UPDATE email SET {', '.join(f'{c} = ?' for c in cols)} WHERE activityid = ?", (*cols.values(), key))
                 why = f"copied from the correlated email ({METHOD_NAME[corr.method]})" if regarding is not None else None
-                dk = decision_key(mb, gid)
                 tx.execute("UPDATE tracking_decision SET correlationmethod = ?, correlated_activityid = ?, "
                            "regarding_table = COALESCE(?, regarding_table), regarding_id = COALESCE(?, regarding_id), regarding_why = COALESCE(?, regarding_why), "
                            "reason = reason || ? WHERE key = ?",

@@ -255,6 +255,49 @@ def test_a_thread_s_first_message_never_correlates_with_its_own_reply_whichever_
         assert (reply["correlationmethod"], reply["correlatedactivityid"]) == (3, root["activityid"]), reply
 
 
+def _conversation_index(header: bytes, replies: int) -> str:
+    """A conversationIndex: the 22-byte thread header and one 5-byte block per reply level."""
+    import base64
+
+    return base64.b64encode(header + bytes(range(1, 6)) * replies).decode()
+
+
+@pytest.mark.parametrize("by", ["thread hash", "conversationId", "token"])
+def test_a_conversation_match_is_the_earliest_sent_eligible_email_whichever_syncs_first(tracking_for: Any, tmp_path: Any, by: str) -> None:
+    """A thread's root in Adele's Inbox, Bob's forward of it and a later reply to Bob share one conversation (the thread header,
+    the Graph conversationId, or a tracking token) and no In-Reply-To. The forward and the reply correlate with the earliest
+    sent email they may (the root), in either mailbox order: not with whichever was stored first. (Bob first: the reply
+    matches the forward, then waits for an earlier match, and is re-linked when the root syncs.)"""
+    first: TrackRunner = tracking_for()
+    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=30)
+    stamp = lambda days: (at + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    header = bytes([1]) + bytes(range(40, 61))
+
+    def thread(level: int) -> dict[str, Any]:
+        if by == "thread hash":
+            return {"conversationIndex": _conversation_index(header, level)}
+        if by == "conversationId":
+            return {"conversationId": "AAQkADplan7conversation", "conversationIndex": ""}
+        return {}
+
+    token = " CRM:0001007" if by == "token" else ""
+    first.emu.deliver(ADELE, ext(f"Plan 7{token}", internetMessageId="<plan-7@fabrikam.com>", sentDateTime=stamp(0), **thread(0)))
+    first.emu.deliver(BOB, {"folder": "sentitems", "subject": f"FW: Plan 7{token}", "internetMessageId": "<plan-7-fw@contoso.com>",
+                            "from": BOB_FROM, "sentDateTime": stamp(10), "toRecipients": [{"emailAddress": {"address": "erin@litware.com"}}],
+                            **thread(1)})
+    first.emu.deliver(BOB, ext(f"RE: Plan 7{token}", to=(BOB,), internetMessageId="<plan-7-re@fabrikam.com>", sentDateTime=stamp(20), **thread(2)))
+    second = TrackRunner(first.emu, tmp_path / "second.db", tmp_path)
+    boxes = [{"address": ADELE, "track": "all"}, {"address": BOB, "track": "all"}]
+    first.sync(parallel_mailboxes=1, mailbox_concurrency=1, mailboxes=boxes)
+    second.sync(parallel_mailboxes=1, mailbox_concurrency=1, mailboxes=boxes[::-1])
+    method = 4 if by == "token" else 5
+    for r in (first, second):
+        root = r.email(f"Plan 7{token}")
+        for subject in (f"FW: Plan 7{token}", f"RE: Plan 7{token}"):
+            e = r.email(subject)
+            assert (e["correlationmethod"], e["correlatedactivityid"]) == (method, root["activityid"]), (r is first, subject, e)
+
+
 def test_internal_mail_two_mailboxes_receive_gets_the_same_acceptance_columns_whichever_syncs_first(tracking_for: Any, tmp_path: Any) -> None:
     """Bob writes to Adele, with the sales queue in Cc; all three mailboxes track all mail. The received activity is
     accepted by the first accepting To/Cc recipient (Adele), and received in that recipient's mailbox, in either order."""

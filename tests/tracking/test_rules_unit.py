@@ -180,8 +180,8 @@ def test_demo_records_match_the_demo_tenant(tmp_path: Path) -> None:
 # correlation lookups -------------------------------------------------------------------------------
 @pytest.mark.parametrize("cap", [2, 64])
 def test_correlation_finds_the_first_eligible_email_past_the_preloaded_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
-    """A page preloads the first `_PRELOAD_CAP` emails of each thread value; a message whose eligible match lies past them
-    (the earlier rows were sent after it) still finds the first eligible one, in rowid order, as the SQL would."""
+    """A page preloads the first `_PRELOAD_CAP` emails of each thread value, earliest sent first; a message's match is the
+    earliest sent of the emails sent no later than it, whether or not it was preloaded."""
     from connector.mapping.records import Record
     from connector.tracking import tracker as tracker_module
 
@@ -195,20 +195,23 @@ def test_correlation_finds_the_first_eligible_email_past_the_preloaded_rows(tmp_
         with store.transaction() as tx:
             page = tracker_module._Page(tx)
             t._load_rows(page, "baseconversationindexhash", [7, 8, 9])
-            assert [r.activityid for r in page.stored["baseconversationindexhash"][7]] == [f"e{i}" for i in range(min(cap, 5))]
+            by_sent = ["e3", "e4", "e2", "e1", "e0"]
+            assert [r.activityid for r in page.stored["baseconversationindexhash"][7]] == by_sent[:cap]
             assert page.stored["baseconversationindexhash"][9] == []
             got = t._first(page, "baseconversationindexhash", 7, ("new", "<new@x>", "2026-01-02T12:00:00Z"))
-            assert got is not None and got.activityid == "e3"  # e0-e2 were sent later; e3 is the first eligible one
+            assert got is not None and got.activityid == "e3"  # e0-e2 were sent later; e3 is the earliest sent of e3 and e4
+            got = t._first(page, "baseconversationindexhash", 7, ("e3", "<new@x>", "2026-01-09T12:00:00Z"))
+            assert got is not None and got.activityid == "e4"  # (not itself)
             assert t._first(page, "baseconversationindexhash", 7, ("new", "<new@x>", "2025-12-31T00:00:00Z")) is None
             assert t._first(page, "baseconversationindexhash", 8, None).activityid == "other"  # type: ignore[union-attr]
             alone = tracker_module._Page(tx)  # one value with more rows than the cap allows for the chunk: the bounded query
             t._load_rows(alone, "baseconversationindexhash", [7])
-            assert [r.activityid for r in alone.stored["baseconversationindexhash"][7]] == [f"e{i}" for i in range(min(cap, 5))]
+            assert [r.activityid for r in alone.stored["baseconversationindexhash"][7]] == by_sent[:cap]
 
 
 def test_conversation_ids_are_found_by_their_prefix_and_told_apart_in_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """conversationtrackingid is indexed by its first 8 hex digits: another conversation's emails sharing them are read but
-    never matched, and a match past the preloaded rows is still the first eligible one in rowid order."""
+    never matched, and a match past the preloaded rows is still the earliest sent eligible one."""
     from connector.mapping.records import Record
     from connector.tracking import tracker as tracker_module
 
@@ -222,13 +225,18 @@ def test_conversation_ids_are_found_by_their_prefix_and_told_apart_in_full(tmp_p
         store.upsert_records([Record("email", f"e{i}", {"subject": f"s{i}", "messageid": f"<m{i}@x>", "senton": sent, "conversationtrackingid": cid})
                               for i, (cid, sent) in enumerate(rows)])
         indexes = {n for (n,) in store.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "ix_tracking_email_convid8" in indexes and "ix_tracking_email_convid" not in indexes
+        assert "ix_tracking_email_convid8_sent" in indexes and not indexes & {"ix_tracking_email_convid", "ix_tracking_email_convid8"}
         with store.transaction() as tx:
             page = tracker_module._Page(tx)
             t._load_rows(page, "conversationtrackingid", [a, b, "cccccccc-0000-5000-8000-00000000000c"])
             stored = page.stored["conversationtrackingid"]
-            assert stored[a] == [] and [r.activityid for r in stored[b]] == ["e0", "e1"] and stored["cccccccc-0000-5000-8000-00000000000c"] == []
+            # the prefix's first two by senton: e2 (b) and e4 (a)
+            assert [r.activityid for r in stored[a]] == ["e4"] and [r.activityid for r in stored[b]] == ["e2"]
+            assert stored["cccccccc-0000-5000-8000-00000000000c"] == []
             got = t._first(page, "conversationtrackingid", a, ("new", "<new@x>", "2026-01-04T00:00:00Z"))
             assert got is not None and got.activityid == "e4"  # e0-e2 are another conversation's, e3 was sent later
             assert t._first(page, "conversationtrackingid", a, ("new", "<new@x>", "2026-01-02T00:00:00Z")) is None
-            assert t._first(page, "conversationtrackingid", b, None).activityid == "e0"  # type: ignore[union-attr]
+            got = t._first(page, "conversationtrackingid", b, ("new", "<new@x>", "2026-01-09T00:00:00Z"))
+            assert got is not None and got.activityid == "e2"
+            got = t._first(page, "conversationtrackingid", b, ("e2", "<new@x>", "2026-01-09T00:00:00Z"))
+            assert got is not None and got.activityid == "e0"  # past the preloaded rows; e0 and e1 tie on senton: the lower activityid

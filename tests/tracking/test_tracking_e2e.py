@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from typer.testing import CliRunner
@@ -45,8 +46,10 @@ def test_replies_with_headers_with_token_only_and_with_a_changed_subject(trackin
     r.sync()
     original = r.email("Quote for Q1 CRM:0001001")
     assert original["trackingtoken"] == "CRM:0001001" and original["directioncode"] is True
-    r.emu.deliver("adele@contoso.com", ext("RE: Quote for Q1 CRM:0001001", internetMessageHeaders=hdr(In_Reply_To=orig["internetMessageId"])))
-    r.emu.deliver("adele@contoso.com", ext("Re: our quote CRM:0001001"))  # the token only (no headers, different topic)
+    later = (datetime.now(timezone.utc) + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")  # (the token's emails: the original is the earliest)
+    r.emu.deliver("adele@contoso.com", ext("RE: Quote for Q1 CRM:0001001", internetMessageHeaders=hdr(In_Reply_To=orig["internetMessageId"]),
+                                           sentDateTime=later))
+    r.emu.deliver("adele@contoso.com", ext("Re: our quote CRM:0001001", sentDateTime=later))  # the token only (no headers, different topic)
     r.emu.deliver("adele@contoso.com", ext("Totally different subject", internetMessageHeaders=hdr(In_Reply_To=orig["internetMessageId"])))
     r.emu.deliver("adele@contoso.com", ext("Unrelated hello"))
     r.sync()

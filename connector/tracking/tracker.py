@@ -258,7 +258,6 @@ class _Thread(NamedTuple):
     m: str | None  # its own Message-ID
     activityid: str | None  # its email, when tracked
     c: str | None = None  # its conversationtrackingid, when a Graph conversationId match would rank before the method used
-    x: int | None = None  # a thread's first message: its own thread hash (its conversationId match skips emails sharing it)
     k: str | None = None  # which of t / h / c it matched on, when one did ...
     r: str | None = None  # ... and that match's `_rank`: only an email ranking before it is a better match on the same value
 
@@ -1097,15 +1096,16 @@ class Tracker(MailHook):
             ids = ranked[:ranked.index(corr.value)] if corr.value in ranked else ()
         else:
             ids = ranked
-        # a token, thread hash or conversationId match waits on that value too: an email sent earlier may sync later
+        # a token, thread hash or conversationId match waits on that value too: an email sent earlier may sync later. A thread's
+        # first message waits on neither of its conversation's values: every other email of its thread shares them (its
+        # replies), and one sharing only the conversationId is as rare as waiting on it for every thread would be large
         token = sig.token if method != IN_REPLY_TO else None
         h = sig.chash if not sig.root and method not in (IN_REPLY_TO, TOKEN) else None
-        c = sig.cid if method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid") else None
+        c = sig.cid if not sig.root and (method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid")) else None
         if not (ids or token or h is not None or c or corr.received):
             return None
         kind = "t" if method == TOKEN else ("h" if corr.value == "hash" else "c") if method == CONVERSATION_INDEX else None
-        return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid, c,
-                       sig.chash if sig.root else None, kind, corr.rank if kind else None)
+        return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid, c, kind, corr.rank if kind else None)
 
     def _wait(self, mb: str, dkey: int, thread: _Thread | None) -> bool:
         """Make the message with decision key `dkey` in mailbox `mb` wait on the values of `thread` (or on nothing): a
@@ -1152,8 +1152,7 @@ class Tracker(MailHook):
         if row.chash in h:
             self._satisfy(h, row.chash, row.senton, lambda thread: thread.h == row.chash and self._later(row, thread) and self._better(row, thread, "h"))
         if row.cid in c:
-            self._satisfy(c, row.cid, row.senton, lambda thread: thread.c == row.cid and self._later(row, thread) and self._better(row, thread, "c")
-                          and (thread.x is None or row.chash != thread.x))
+            self._satisfy(c, row.cid, row.senton, lambda thread: thread.c == row.cid and self._later(row, thread) and self._better(row, thread, "c"))
 
     @staticmethod
     def _better(row: _Row, thread: _Thread, kind: str) -> bool:
@@ -1617,9 +1616,8 @@ class Tracker(MailHook):
                 row = self._existing(page, key)
                 if row is None:
                     continue
-                h = thread.h if thread.x is None else thread.x
-                sig = _Sig(thread.ids + ((thread.o,) if thread.o else ()), h, thread.c, thread.t, None, thread.x is not None)
-                values = {"senton": thread.s, "messageid": thread.m, "baseconversationindexhash": h, "conversationtrackingid": thread.c}
+                sig = _Sig(thread.ids + ((thread.o,) if thread.o else ()), thread.h, thread.c, thread.t, None)
+                values = {"senton": thread.s, "messageid": thread.m, "baseconversationindexhash": thread.h, "conversationtrackingid": thread.c}
                 corr = self._correlate(page, {}, values, sig, row.subject, thread.m, key)
                 if corr.activityid is None:
                     continue

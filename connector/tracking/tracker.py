@@ -114,7 +114,8 @@ _DIM_ATTR = {"messageid": "messageid", "trackingtoken": "token", "baseconversati
 # `conversationtrackingid = ?` in such a query: SQLite's constant propagation then rewrites the indexed expression and
 # walks the whole index.)
 _CID_PREFIX = "substr(conversationtrackingid, 1, 8)"
-_INDEXED = {"conversationtrackingid": (_CID_PREFIX, 8)}  # column -> (the indexed expression, the prefix length it keeps)
+_INDEXED = {"conversationtrackingid": (_CID_PREFIX, 8)}
+_SENT_ORDER = "CAST(strftime('%s', senton) AS INTEGER)"  # senton's order (emails store it as YYYY-MM-DDTHH:MM:SSZ), as a narrow integer  # column -> (the indexed expression, the prefix length it keeps)
 # columns evaluate may add to an email beyond the mapped ones: a new email gets all of them (None = not set), in this order, so a
 # page's new emails share one column list and the engine's batch inserts them in the order they were evaluated
 _EXTRA_EMAIL_COLS = ("baseconversationindexhash", "conversationtrackingid", "regardingobjectid", "regardingobjecttypecode", "correlationmethod",
@@ -335,16 +336,17 @@ class Tracker(MailHook):
         self._has_owner = {"ownerid", "owneridtype"} <= self._has["email"]
         self._record_owners: dict[tuple[str, PartyRef], str | None] = {}
         with store.transaction() as tx:
-            # each value's emails in the order `_first` chooses in (`_rank`): the earliest sent first
+            # each value's emails in the order `_first` chooses in (`_rank`): the earliest sent first, by senton in whole
+            # seconds (an integer: a third of the text's width in the index, which every page inserts into at random)
             for name, table, cols in (
-                ("ix_tracking_email_token_sent", "email", "trackingtoken, senton) WHERE (trackingtoken IS NOT NULL"),
-                ("ix_tracking_email_convhash_sent", "email", "baseconversationindexhash, senton"),
-                ("ix_tracking_email_convid8_sent", "email", f"{_CID_PREFIX}, senton"),
+                ("ix_tracking_email_token_by_sent", "email", f"trackingtoken, {_SENT_ORDER}) WHERE (trackingtoken IS NOT NULL"),
+                ("ix_tracking_email_convhash_by_sent", "email", f"baseconversationindexhash, {_SENT_ORDER}"),
+                ("ix_tracking_email_convid8_by_sent", "email", f"{_CID_PREFIX}, {_SENT_ORDER}"),
             ):
                 if table in store.tables:
                     tx.execute(f'CREATE INDEX IF NOT EXISTS {name} ON "{table}" ({cols})')
-            for old in ("ix_tracking_email_token", "ix_tracking_email_convhash", "ix_tracking_email_convid8"):  # (value only: rowid order)
-                tx.execute(f"DROP INDEX IF EXISTS {old}")
+            for old in ("token", "convhash", "convid8", "token_sent", "convhash_sent", "convid8_sent"):  # (rowid order, or senton as text)
+                tx.execute(f"DROP INDEX IF EXISTS ix_tracking_email_{old}")
             # activityparty(activityid) is indexed by the store (ix_activityparty_activityid); a second copy only slows every write
             tx.execute("DROP INDEX IF EXISTS ix_tracking_party_activity")
             # emails are found by Message-ID through their keys (`_load_messageids`), not through a messageid index
@@ -657,15 +659,13 @@ class Tracker(MailHook):
             # `_PRELOAD_CAP` of them. Correlation nearly always takes a value's first eligible row, and reading an email's row
             # is the expensive part (its large columns spread rows over many pages).
             first: dict[Any, list[int]] = {p: [] for p in probes}
-            last: dict[Any, str | None] = {}
-            more: dict[Any, str] = {}
-            for p, sent, rid in tx.execute(f"SELECT {expr}, senton, rowid FROM email WHERE {expr} IN ({marks}) ORDER BY {expr}, senton, rowid", probes):
+            more: set[Any] = set()
+            for p, rid in tx.execute(f"SELECT {expr}, rowid FROM email WHERE {expr} IN ({marks}) ORDER BY {expr}, {_SENT_ORDER}, rowid", probes):
                 ids = first[p]
                 if len(ids) < _PRELOAD_CAP:
                     ids.append(rid)
-                    last[p] = sent
                 else:
-                    more[p] = last[p] or ""  # more rows follow, sent no earlier: `_first` reads them (`_scan`) when they could rank first
+                    more.add(p)  # more rows follow, sent no earlier: `_first` reads them (`_scan`) when they could rank first
             want = [rid for ids in first.values() for rid in ids]
             rows: dict[int, _Row] = {}
             for j in range(0, len(want), 500):
@@ -675,7 +675,8 @@ class Tracker(MailHook):
                 p = v[:cut] if cut else v
                 stored[v] = [row for row in (rows.get(rid) for rid in first[p]) if row is not None and (not cut or getattr(row, attr) == v)]
                 if p in more:
-                    capped[v] = more[p]
+                    last = rows.get(first[p][-1])
+                    capped[v] = (last.senton or "") if last is not None else ""
 
     def _first(self, page: _Page, dim: str, value: Any, strict: tuple[str, str, str] | None, not_thread: int | None = None) -> _Row | None:
         """The email a `dim = value` match correlates with, with the rows this page wrote as written.

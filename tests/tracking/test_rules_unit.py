@@ -221,11 +221,12 @@ def test_conversation_ids_are_found_by_their_prefix_and_told_apart_in_full(tmp_p
     with SqliteStore(tmp_path / "s.db") as store:
         with store.transaction() as tx:  # a store an earlier version indexed by the whole GUID
             tx.execute("CREATE INDEX ix_tracking_email_convid ON email (conversationtrackingid)")
+            tx.execute("CREATE INDEX ix_tracking_email_convid8 ON email (substr(conversationtrackingid, 1, 8))")
         t = tracker_module.Tracker(Settings.load(None), store)
         store.upsert_records([Record("email", f"e{i}", {"subject": f"s{i}", "messageid": f"<m{i}@x>", "senton": sent, "conversationtrackingid": cid})
                               for i, (cid, sent) in enumerate(rows)])
         indexes = {n for (n,) in store.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "ix_tracking_email_convid8_sent" in indexes and not indexes & {"ix_tracking_email_convid", "ix_tracking_email_convid8"}
+        assert "ix_tracking_email_convid8_by_sent" in indexes and not indexes & {"ix_tracking_email_convid", "ix_tracking_email_convid8"}
         with store.transaction() as tx:
             page = tracker_module._Page(tx)
             t._load_rows(page, "conversationtrackingid", [a, b, "cccccccc-0000-5000-8000-00000000000c"])

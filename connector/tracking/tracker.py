@@ -114,8 +114,8 @@ _DIM_ATTR = {"messageid": "messageid", "trackingtoken": "token", "baseconversati
 # `conversationtrackingid = ?` in such a query: SQLite's constant propagation then rewrites the indexed expression and
 # walks the whole index.)
 _CID_PREFIX = "substr(conversationtrackingid, 1, 8)"
-_INDEXED = {"conversationtrackingid": (_CID_PREFIX, 8)}
-_SENT_ORDER = "CAST(strftime('%s', senton) AS INTEGER)"  # senton's order (emails store it as YYYY-MM-DDTHH:MM:SSZ), as a narrow integer  # column -> (the indexed expression, the prefix length it keeps)
+_INDEXED = {"conversationtrackingid": (_CID_PREFIX, 8)}  # column -> (the indexed expression, the prefix length it keeps)
+_SENT_ORDER = "CAST(strftime('%s', senton) AS INTEGER)"  # senton's order (emails store it as YYYY-MM-DDTHH:MM:SSZ), as a narrow integer
 # columns evaluate may add to an email beyond the mapped ones: a new email gets all of them (None = not set), in this order, so a
 # page's new emails share one column list and the engine's batch inserts them in the order they were evaluated
 _EXTRA_EMAIL_COLS = ("baseconversationindexhash", "conversationtrackingid", "regardingobjectid", "regardingobjecttypecode", "correlationmethod",

@@ -78,6 +78,28 @@ def test_conversation_hash_uses_the_thread_header_only() -> None:
     assert signals.thread_header(base64.b64encode(child).decode()) == (h, False)
 
 
+@pytest.mark.parametrize(("method", "value", "root", "waits"), [
+    (0, None, False, {"t", "h", "c"}),  # no match: any email sharing a value would be one
+    (4, None, False, {"t"}),  # a token match: an earlier token email only (the conversation ranks after it)
+    (5, "hash", False, {"t", "h"}),  # a thread hash match: the token, or an earlier hash email
+    (5, "cid", False, {"t", "h", "c"}),  # a conversationId match: the token, any hash email, or an earlier cid email
+    (3, "<p@x>", False, set()),  # In-Reply-To: its own header ids only (none rank before <p@x> here)
+    (0, None, True, {"t"}),  # a thread's first message: never its conversation's values (its replies share them)
+])
+def test_a_match_waits_on_the_values_that_could_still_beat_it(tmp_path: Path, method: int, value: str | None, root: bool, waits: set[str]) -> None:
+    from connector.tracking import tracker as tracker_module
+
+    with SqliteStore(tmp_path / "s.db") as store:
+        t = tracker_module.Tracker(Settings.load(None), store)
+        sig = tracker_module._Sig(("<p@x>",), 7, "c-1", "CRM:0001001", None, root)
+        corr = tracker_module.Correlation(method, None if method == 0 else "e1", value=value, rank=None if method in (0, 3) else "2026-01-01T00:00:00Z\x1fe1")
+        thread = t._thread_keys(sig, {"senton": "2026-01-02T00:00:00Z", "messageid": "<m@x>"}, corr, "e2")
+        got = set() if thread is None else {k for k in ("t", "h", "c") if getattr(thread, k) is not None}
+        assert got == waits
+        if thread is not None and method in (4, 5):
+            assert (thread.k, thread.r) == ({4: "t"}.get(method) or value[0], corr.rank)  # type: ignore[index]
+
+
 def test_names_are_parsed_from_display_names() -> None:
     assert signals.split_name("Naidoo, Chris", "x@y") == ("Chris", "Naidoo")
     assert signals.split_name("Mary Jo Berry", "x@y") == ("Mary Jo", "Berry")

@@ -1105,7 +1105,11 @@ class Tracker(MailHook):
         c = sig.cid if not sig.root and (method in (NONE, SMART) or (method == CONVERSATION_INDEX and corr.value == "cid")) else None
         if not (ids or token or h is not None or c or corr.received):
             return None
-        kind = "t" if method == TOKEN else ("h" if corr.value == "hash" else "c") if method == CONVERSATION_INDEX else None
+        kind = None  # the value it matched on: a better match on that value must rank before it
+        if method == TOKEN:
+            kind = "t"
+        elif method == CONVERSATION_INDEX:
+            kind = "h" if corr.value == "hash" else "c"
         return _Thread(ids, h, token, corr.received, values.get("senton"), values.get("messageid"), activityid, c, kind, corr.rank if kind else None)
 
     def _wait(self, mb: str, dkey: int, thread: _Thread | None) -> bool:
@@ -1159,7 +1163,7 @@ class Tracker(MailHook):
     def _better(row: _Row, thread: _Thread, kind: str) -> bool:
         """`row` ranks before the match `thread`'s message found on the same kind of value (any row of a kind ranking before
         the method used is better)."""
-        return thread.k != kind or thread.r is None or _rank(row) < thread.r
+        return thread.k != kind or _rank(row) < thread.r  # type: ignore[operator]  (r is set whenever k is)
 
     @staticmethod
     def _later(row: _Row, thread: _Thread) -> bool:

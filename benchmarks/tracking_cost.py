@@ -24,10 +24,7 @@ import). Unlike time, the count barely moves from run to run (0.2% between two r
 shows changes of a percent or two that this machine's timing noise hides; it leaves out what the CPU waits for
 (disk, memory).
 
-`--interpreted` also runs tracking on with the tracker's modules interpreted (`M365SYNC_PURE_PYTHON=1`), alternating with
-the others, and prints its figures next to the compiled tracker's. The line `tracker:` says how the tracked runs ran.
-
-Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2] [--breakdown] [--instructions] [--interpreted]``
+Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2] [--breakdown] [--instructions]``
 (``TRACKING_COST_KEEP=1`` keeps the emulator up and prints how to run one variant by hand, e.g. under a profiler.)
 """
 
@@ -184,15 +181,9 @@ async def run_engine(info: dict[str, str], db: str, crm_file: str, tracking: boo
 def child(args: argparse.Namespace) -> None:
     import resource
 
-    if args.breakdown or args.variant == "interpreted":
-        # before `connector` is first imported: the timers wrap the tracker's methods, which its compiled classes do not allow
-        os.environ["M365SYNC_PURE_PYTHON"] = "1"
     spent = time_phases() if args.breakdown else None
-    out = asyncio.run(run_engine(json.loads(args.info), args.db, args.crm, args.variant != "engine", args.page_size, args.setup_only))
+    out = asyncio.run(run_engine(json.loads(args.info), args.db, args.crm, args.variant == "tracked", args.page_size, args.setup_only))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    from connector import _native
-
-    out["tracker"] = _native.STATUS
     if spent is not None:
         out["phases"] = spent
     print(json.dumps(out))
@@ -230,7 +221,7 @@ def sync_instructions(info: dict[str, str], crm_file: Path, work: Path, page_siz
 
 def print_breakdown(e: dict[str, Any], k: dict[str, Any]) -> None:
     """Per message, per phase: tracking off, tracking on, the difference."""
-    print("\nwhere the time goes: one more run of each variant, with timers (us per message; the tracker interpreted, as timers need)")
+    print("\nwhere the time goes: one more run of each variant, with timers (us per message)")
     print(f"  {'phase':<38s}{'off':>8} {'on':>8} {'on - off':>9}")
     rows = [(label, e["phases"][label] / e["items"] * 1e6, k["phases"][label] / k["items"] * 1e6) for label, *_ in PHASES]
     rows.append(("fetching, parsing and the rest", *((r["seconds"] - sum(r["phases"].values())) / r["items"] * 1e6 for r in (e, k))))
@@ -249,7 +240,6 @@ def main() -> None:
     p.add_argument("--page-size", type=int, default=1000)
     p.add_argument("--breakdown", action="store_true", help="then one more run of each variant, with per-phase timers")
     p.add_argument("--instructions", action="store_true", help="then count each variant's instructions per message under valgrind")
-    p.add_argument("--interpreted", action="store_true", help="also run tracking on with the tracker interpreted (M365SYNC_PURE_PYTHON=1)")
     p.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     st.child_arguments(p)
     p.add_argument("--crm", default="", help=argparse.SUPPRESS)
@@ -274,13 +264,12 @@ def main() -> None:
             if os.environ.get("TRACKING_COST_KEEP"):  # for profiling a run by hand: the emulator and CRM stay up
                 print(json.dumps({"info": info, "crm": str(crm_file)}), flush=True)
                 input("press enter to stop the emulator\n")
-            variants = ("engine", "tracked", "interpreted") if args.interpreted else ("engine", "tracked")
-            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+            runs: dict[str, list[dict[str, Any]]] = {"engine": [], "tracked": []}
             for r in range(args.repeats):
-                for variant in variants:
+                for variant in ("engine", "tracked"):
                     got = run_child(variant, info, crm_file, work / f"{variant}-{r}.db", args.page_size)
                     runs[variant].append(got)
-                    print(f"  run {r + 1} {variant:<11} {got['seconds']:7.2f} s ({got['cpu']:6.2f} s CPU)  {got['items'] / got['seconds']:8,.0f} msg/s  "
+                    print(f"  run {r + 1} {variant:<8} {got['seconds']:7.2f} s ({got['cpu']:6.2f} s CPU)  {got['items'] / got['seconds']:8,.0f} msg/s  "
                           f"peak RSS {got['peak_rss_mb']:.0f} MB", flush=True)
             timed = {v: run_child(v, info, crm_file, work / f"{v}-timed.db", args.page_size, breakdown=True)
                      for v in ("engine", "tracked")} if args.breakdown else None
@@ -295,17 +284,11 @@ def main() -> None:
     per_e, per_k = e["seconds"] / e["items"] * 1e6, k["seconds"] / k["items"] * 1e6
     cpu_e, cpu_k = (min(r["cpu"] for r in runs[v]) / best[v]["items"] * 1e6 for v in ("engine", "tracked"))
     print()
-    print(f"tracker                          : {k['tracker']}")
     print(f"engine per message, tracking off : {per_e:7.1f} us  ({e['items']:,} messages, {e['emails']:,} emails)")
     print(f"engine per message, tracking on  : {per_k:7.1f} us  ({k['items']:,} messages, {k['emails']:,} emails, {k['decisions']:,} decisions, "
           f"{k['resolved_parties']:,} resolved party rows; InReplyTo {k['in_reply_to']:,}, conversation {k['conversation']:,})")
     print(f"tracking adds                    : {(per_k / per_e - 1) * 100:7.1f} %  (budget 30 %); in CPU time {cpu_e:.1f} -> {cpu_k:.1f} us, "
           f"{(cpu_k / cpu_e - 1) * 100:.1f} %")
-    if "interpreted" in best:
-        i = best["interpreted"]
-        per_i, cpu_i = i["seconds"] / i["items"] * 1e6, min(r["cpu"] for r in runs["interpreted"]) / i["items"] * 1e6
-        print(f"  the same, tracker interpreted  : {per_i:7.1f} us, tracking adds {(per_i / per_e - 1) * 100:.1f} %; in CPU time {cpu_i:.1f} us, "
-              f"{(cpu_i / cpu_e - 1) * 100:.1f} %")
     print(f"peak RSS                         : {e['peak_rss_mb']:.0f} MB off, {k['peak_rss_mb']:.0f} MB on")
     if instr is not None:
         print(f"instructions per message        : {instr['engine']:,.0f} off, {instr['tracked']:,.0f} on: tracking adds "

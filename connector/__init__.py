@@ -14,10 +14,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import _native
-
-_native.install()  # the tracker's compiled modules run only when built from the sources beside them
-
 __version__ = "0.1.0"
 
 _EXPORTS = {

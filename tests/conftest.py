@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 
-from connector import _native
 from connector.emulator import Emulator, Scenario
 
 TENANT_ID = "11111111-1111-1111-1111-111111111111"
@@ -98,8 +97,3 @@ def round_trip(client: httpx.Client, url: str, headers: dict[str, str] | None = 
             url = page["@odata.nextLink"]
             continue
         return items, page["@odata.deltaLink"], pages
-
-
-def pytest_report_header() -> str:
-    """Whether this run tests the tracker compiled or interpreted (connector/_native.py)."""
-    return f"m365sync tracker: {_native.STATUS}"

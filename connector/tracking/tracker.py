@@ -38,8 +38,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -54,9 +54,9 @@ from ..mapping.records import PartyRef, Record
 from ..settings import TRACK_OPTION_VALUE, RegardingRef, Settings
 from ..store.schema import DECISION_UPSERT, decision_key, resolution_id
 from ..store.sqlite import SqliteStore
+from ..sync.hooks import MailHook
 from ..sync.resources import Container
 from . import signals
-from .fetching import fetch_ahead
 from .parties import CUSTOMER_TABLES, MailboxEntity, PartyIndex, Resolution
 from .tokens import TokenFormat
 
@@ -90,6 +90,7 @@ def _now() -> str:
 
 
 _KEY_CONTEXT = MappingContext(mailbox="", folder="")  # for computing an email's key from its Message-ID alone
+_BATCH = 20  # messages per JSON batch when re-fetching (Graph's limit)
 _REEVALUATE_CHUNK = 1000  # late messages evaluated again per transaction
 _NO_DATE = "\uffff"  # sorts after every senton: a message without one can be matched by any
 _MAX_PASSES = 10  # end_run's late re-check passes (each must change something to need the next)
@@ -151,6 +152,10 @@ def parties_of(query: Any, texts: list[str | None]) -> list[list[dict[str, Any]]
 def received_key(email_key: str) -> str:
     """The key of the received copy of internal mail (two activities), from the sent copy's."""
     return uuid5_str(_PARTY_NS, email_key + RECEIVED_SUFFIX)
+
+
+async def _done(value: Any) -> Any:
+    return value
 
 
 @lru_cache(maxsize=4096)
@@ -281,9 +286,8 @@ class _Page:
         self.emails: dict[str, _Row | None] = {}  # activityid -> the stored email (None: none), loaded up front
 
 
-class Tracker:
-    """The mail hook implementing email tracking: `connector.sync.hooks.MailHook`'s points, without deriving from it (a
-    class mypyc compiles cannot derive from an interpreted one). Build it with `Tracker.from_settings(settings, store)`."""
+class Tracker(MailHook):
+    """The `MailHook` implementing email tracking. Build it with `Tracker.from_settings(settings, store)`."""
 
     reads_store = False  # emails tracked earlier in the page are kept in memory (`_Page`), so the engine writes the page in one batch
 
@@ -830,8 +834,7 @@ class Tracker:
             if r.table != "activityparty":
                 continue
             rv = r.values
-            mask: Any = rv.get("participationtypemask")
-            addr: Any = rv.get("addressused")
+            mask, addr = rv.get("participationtypemask"), rv.get("addressused")
             pair = (mask, addr)
             if not isinstance(addr, str) or pair in resolutions:
                 continue
@@ -876,7 +879,7 @@ class Tracker:
         dk = page.dkeys[pk]
 
         if not by_category and (place == "other" or (place == "sentitems" and not sent_items)):
-            base: dict[str, Any] = dict(mailbox=mb, graph_id=gid, messageid=messageid, subject=subject, folder=container.label)
+            base = dict(mailbox=mb, graph_id=gid, messageid=messageid, subject=subject, folder=container.label)
             why = "Sent Items tracking is off" if place == "sentitems" else f"{container.label} is not an evaluated folder (evaluated: {', '.join(EVALUATED_FOLDERS)})"
             if prev and prev[0]:
                 self._decide(tx, **base, tracked=True, tracked_by=prev[1], activityid=prev[3],
@@ -893,7 +896,7 @@ class Tracker:
         ps = self._party_set(records, owner)
         resolutions, party_json, sender_addr, sender_res, internal = ps.resolutions, ps.json, ps.sender, ps.sender_res, ps.internal
         if sender_addr is None:  # a mapping without a from party
-            sender_addr = next(iter(signals.addresses(item, "from")), None)
+            sender_addr = (signals.addresses(item, "from") or [None])[0]
             sender_res = resolutions.get((1, sender_addr)) if sender_addr else None
             internal = sender_addr is not None and self.index.mailbox(sender_addr) is not None
 
@@ -1160,7 +1163,7 @@ class Tracker:
     def _better(row: _Row, thread: _Thread, kind: str) -> bool:
         """`row` ranks before the match `thread`'s message found on the same kind of value (any row of a kind ranking before
         the method used is better)."""
-        return thread.k != kind or _rank(row) < (thread.r or "")  # (r is set whenever k is)
+        return thread.k != kind or _rank(row) < thread.r  # type: ignore[operator]  (r is set whenever k is)
 
     @staticmethod
     def _later(row: _Row, thread: _Thread) -> bool:
@@ -1382,10 +1385,9 @@ class Tracker:
                 out.append(r)
                 continue
             rv = r.values
-            mask: Any = rv.get("participationtypemask")
-            addr: Any = rv.get("addressused")
+            mask, addr = rv.get("participationtypemask"), rv.get("addressused")
             found = res.get((mask, addr)) if isinstance(addr, str) else None
-            refs: list[Any] = found.refs if found is not None and found.refs else [None]
+            refs: list[PartyRef] | list[None] = found.refs if found is not None and found.refs else [None]
             if rv.get("activityid") == key:
                 ref = refs[0]
                 if ref is not None:
@@ -1535,12 +1537,12 @@ class Tracker:
         """Retry failed messages from earlier runs; after `max_attempts`, tag them "<category> (Undeliverable)" in Outlook."""
         rows = self.store.query("SELECT graph_id, attempts FROM tracking_attempt WHERE mailbox = ? AND status = 'retrying'", (mailbox.lower(),))
         todo = [(gid, attempts) for gid, attempts in rows if (mailbox.lower(), gid) not in self._failed_now]  # failed in this run: next run
-        async for gid, attempts, fetched in fetch_ahead(self, client, user_id, todo, limiter):
+        async for gid, attempts, fetched in self._fetch_ahead(client, user_id, todo, limiter):
             try:
                 await self._retry(client, mailbox, user_id, gid, attempts, limiter, fetched=fetched)
             except Exception as exc:  # noqa: BLE001 - a retry must never fail the run
                 log.warning("%s: retrying %s failed: %s", mailbox, gid, exc)
-        await self._late_recheck(client, mailbox, user_id, limiter, self._seen.pop(mailbox.lower(), {}))
+        await self._late_recheck(client, mailbox, user_id, limiter, self._seen.pop(mailbox.lower(), None) or {})
 
     async def end_run(self, client: Any) -> None:
         """The late re-check again, to a fixed point, for mailboxes something bears on since their last re-check: a message
@@ -1588,7 +1590,7 @@ class Tracker:
                 entries.append((gid, hit[0], hit[1]))
             else:
                 misses.append((gid, 0))  # only these are fetched again
-        async for gid, _, fetched in fetch_ahead(self, client, user_id, misses, limiter):
+        async for gid, _, fetched in self._fetch_ahead(client, user_id, misses, limiter):
             try:
                 entries.append((gid, (await fetched).data, None))
             except GraphError as exc:
@@ -1759,6 +1761,33 @@ class Tracker:
             if hit is not None and hit[1].container == container.container:
                 del seen[gid]
 
+    async def _fetch_ahead(self, client: Any, user_id: str, todo: list[tuple[str, int]], limiter: Any) -> AsyncIterator[tuple[str, int, Any]]:
+        """Each (gid, attempts) of `todo` with an awaitable of its message: fetched 20 at a time in JSON batches (the next batch is
+        under way while one is evaluated). A message the batch did not return as 200 is fetched on its own, with the usual retries;
+        messages are still evaluated one at a time, in order."""
+        chunks = iter([todo[i:i + _BATCH] for i in range(0, len(todo), _BATCH)])
+        inflight: deque[tuple[list[tuple[str, int]], asyncio.Task[dict[str, Any]]]] = deque()
+
+        def start(chunk: list[tuple[str, int]]) -> None:
+            inflight.append((chunk, asyncio.ensure_future(self._get_many(client, user_id, [g for g, _ in chunk], limiter))))
+
+        try:
+            for chunk in chunks:
+                start(chunk)
+                break
+            while inflight:
+                chunk, task = inflight.popleft()
+                nxt = next(chunks, None)
+                if nxt is not None:
+                    start(nxt)
+                got = await task
+                for gid, attempts in chunk:
+                    page = got.get(gid)
+                    yield gid, attempts, (_done(page) if page is not None else client.get(self._message_request(client, user_id, gid), limiter=limiter))
+        finally:
+            for _, task in inflight:
+                task.cancel()
+
     async def _get_many(self, client: Any, user_id: str, gids: list[str], limiter: Any) -> dict[str, Any]:
         """gid -> Page of the messages one `POST /$batch` returned with 200 (none when the batch itself fails)."""
         from kiota_abstractions.method import Method
@@ -1833,7 +1862,7 @@ class Tracker:
     async def _retry(self, client: Any, mailbox: str, user_id: str, gid: str, attempts: int, limiter: Any, *, fetched: Any = None) -> bool:
         """Fetch a message that failed earlier and evaluate it again; after `max_attempts` tag it "<category> (Undeliverable)".
 
-        `fetched`: the message's GET, already sent (`fetch_ahead`). True when it is now tracked."""
+        `fetched`: the message's GET, already sent (`_fetch_ahead`). True when it is now tracked."""
         from ..errors import GraphError
 
         u = client.sdk.users.by_user_id(user_id)

@@ -1,14 +1,17 @@
 """Party resolution: email addresses -> systemuser, contact, account, lead and queue records (server-side-sync.md §2.12).
 
-`PartyIndex.load` reads every email-format column of the email-enabled tables once (a run's
-precomputation) into a dict keyed by lower-case address, so resolving is a dict lookup, never a scan.
+`PartyIndex.load` reads the users and queues once per run (the mailboxes that accept mail, a small
+set). Contacts, accounts and leads (`LOOKED_UP`, tables the size of a CRM) are never read whole: an
+address's records are read when the address is first met, through indexes on the lower-cased email
+columns (`address_indexes`; the tracker creates them), then kept in a dict keyed by lower-case address
+for the run. So a run's cost and memory follow the addresses its mail uses, not the size of the CRM.
 Users also match on their Graph `proxyAddresses` (aliases).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -20,6 +23,13 @@ from ..mapping.records import PartyRef
 PRIORITY: dict[str, int] = {"systemuser": 0, "contact": 1, "account": 2, "lead": 3, "queue": 9}
 MAX_SENDER_MATCHES = 100
 CUSTOMER_TABLES = frozenset({"contact", "account", "lead"})  # "known parties" (track option 2)
+LOOKED_UP = ("contact", "account", "lead")  # read per address (indexed), never whole
+
+
+def _folded(column: str) -> str:
+    """SQL for a column's address as `PartyIndex` keys it (trimmed, lower-case), written alike in the indexes and the lookups.
+    (SQLite folds ASCII only: a stored address with upper-case letters or padding beyond ASCII is not found.)"""
+    return f"lower(trim({column}, char(32, 9, 10, 11, 12, 13)))"
 
 
 class Candidate(NamedTuple):
@@ -69,6 +79,38 @@ def email_columns() -> dict[str, tuple[str, ...]]:
     return out
 
 
+def address_indexes(columns: Mapping[str, Iterable[str]]) -> list[tuple[str, str, str]]:
+    """(index name, table, indexed expression) of the indexes the per-address lookups read: one per email column of each
+    `LOOKED_UP` table, on the column trimmed and lower-cased (as `PartyIndex` keys addresses)."""
+    wanted = email_columns()
+    out = []
+    for table in LOOKED_UP:
+        have = set(columns.get(table, ()))
+        out += [(f"ix_party_{table}_{col}", table, _folded(col)) for col in wanted.get(table, ()) if col in have]
+    return out
+
+
+def _lookup_sql(columns: Mapping[str, Iterable[str]]) -> tuple[str, dict[str, tuple[str, ...]]] | None:
+    """One statement reading every `LOOKED_UP` record at an address (`?1`, lower-case), as (priority, table, rowid, id, state,
+    owner, email values...) in priority then rowid order (as reading each table whole would list them: a sender's tie
+    goes to the first), and each table's email columns in that order."""
+    wanted = email_columns()
+    parts, emails_of = [], {}
+    width = max(len(wanted.get(t, ())) for t in LOOKED_UP)
+    for table in LOOKED_UP:
+        have = set(columns.get(table, ()))
+        emails = tuple(c for c in wanted.get(table, ()) if c in have)
+        if not emails:
+            continue
+        emails_of[table] = emails
+        cols = [*emails, *["NULL"] * (width - len(emails))]
+        # (written as the indexes are, so SQLite reads each one and unions the rows)
+        where = " OR ".join(f"{_folded(c)} = ?1" for c in emails)
+        parts.append(f'SELECT {PRIORITY[table]}, \'{table}\', rowid, {table}id, {"statecode" if "statecode" in have else "NULL"}, '
+                     f'{"ownerid" if "ownerid" in have else "NULL"}, {", ".join(cols)} FROM "{table}" WHERE {where}')
+    return (" UNION ALL ".join(parts) + " ORDER BY 1, 3", emails_of) if parts else None
+
+
 @dataclass
 class PartyIndex:
     """Address -> candidate records, plus the users and queues that accept mail."""
@@ -76,13 +118,22 @@ class PartyIndex:
     by_address: dict[str, tuple[tuple[Any, ...], ...]] = field(default_factory=dict)  # candidates as plain tuples (see Candidate)
     mailboxes: dict[str, MailboxEntity] = field(default_factory=dict)
     user_of: dict[str, str] = field(default_factory=dict)  # primary address -> systemuserid
+    # `query(sql, args) -> rows` and `_lookup_sql`'s statement: the `LOOKED_UP` records of an address not met yet
+    lookup: tuple[Callable[[str, tuple[Any, ...]], Iterable[tuple[Any, ...]]], str, dict[str, tuple[str, ...]]] | None = None
+    looked_up: set[str] = field(default_factory=set)  # addresses read so far
 
     @classmethod
     def load(cls, query: Any, columns: Mapping[str, Iterable[str]], graph_users: Iterable[dict[str, Any]] = ()) -> PartyIndex:
-        """Build from the store. `query(sql) -> rows`; `columns` = the columns each SQLite table has."""
+        """Build from the store: its users and queues now, its `LOOKED_UP` records per address when first met.
+        `query(sql, args=()) -> rows`; `columns` = the columns each SQLite table has."""
         idx = cls()
         wanted = email_columns()
+        sql = _lookup_sql(columns)
+        if sql is not None:
+            idx.lookup = (query, *sql)
         for table, prio in PRIORITY.items():
+            if table in LOOKED_UP:
+                continue
             have = set(columns.get(table, ()))
             if not have:
                 continue
@@ -93,7 +144,6 @@ class PartyIndex:
             state = "isdisabled" if table == "systemuser" else "statecode"
             owner = "ownerid" if "ownerid" in have else "NULL"
             sel = ", ".join([pk, state if state in have else "NULL", owner, *emails])
-            mailbox_table = table in ("systemuser", "queue")
             for row in query(f'SELECT {sel} FROM "{table}"'):
                 rid, st, own = str(row[0]), row[1], row[2]
                 active = not st if table == "systemuser" else st in (None, 0)
@@ -101,7 +151,7 @@ class PartyIndex:
                     if not value:
                         continue
                     key = idx._insert(str(value), (prio, table, rid, active, own, col))
-                    if key is not None and mailbox_table and (table == "queue" or col == "internalemailaddress"):
+                    if key is not None and (table == "queue" or col == "internalemailaddress"):
                         if table == "systemuser":
                             idx.user_of.setdefault(key, rid)
                         idx.mailboxes.setdefault(key, MailboxEntity(table, rid, key))
@@ -124,7 +174,21 @@ class PartyIndex:
 
     def candidates(self, address: str) -> list[Candidate]:
         """The records an address belongs to, as indexed."""
-        return [Candidate._make(t) for t in self.by_address.get(address.lower(), ())]
+        key = address.lower()
+        if self.lookup is not None and key not in self.looked_up:
+            self._look_up(key)
+        return [Candidate._make(t) for t in self.by_address.get(key, ())]
+
+    def _look_up(self, key: str) -> None:
+        """Index the `LOOKED_UP` records at the lower-case address `key`."""
+        assert self.lookup is not None
+        query, sql, emails_of = self.lookup
+        self.looked_up.add(key)
+        for prio, table, _, rid, st, own, *values in query(sql, (key,)):
+            active = st in (None, 0)
+            for col, value in zip(emails_of[table], values):
+                if value and str(value).strip().lower() == key:
+                    self._insert(str(value), (prio, table, str(rid), active, own, col))
 
     def add_aliases(self, users: Iterable[dict[str, Any]]) -> None:
         """Tenant users from Graph: every proxy address resolves like the primary one (to its systemuser or queue)."""

@@ -57,7 +57,7 @@ from ..store.sqlite import SqliteStore
 from ..sync.hooks import MailHook
 from ..sync.resources import Container
 from . import signals
-from .parties import CUSTOMER_TABLES, MailboxEntity, PartyIndex, Resolution
+from .parties import CUSTOMER_TABLES, LOOKED_UP, MailboxEntity, PartyIndex, Resolution, address_indexes
 from .tokens import TokenFormat
 
 log = logging.getLogger("connector.tracking")
@@ -352,6 +352,9 @@ class Tracker(MailHook):
             # emails are found by Message-ID through their keys (`_load_messageids`), not through a messageid index
             tx.execute("DROP INDEX IF EXISTS ix_tracking_email_messageid")
             tx.execute("DROP INDEX IF EXISTS ix_tracking_email_convid")  # the whole GUID: replaced by ix_tracking_email_convid8
+            # contacts, accounts and leads are read per address (`PartyIndex`), through these
+            for name, table, expr in address_indexes({t: store.columns(t) for t in LOOKED_UP if t in store.tables}):
+                tx.execute(f'CREATE INDEX IF NOT EXISTS {name} ON "{table}" ({expr})')
 
     @classmethod
     def from_settings(cls, settings: Settings, store: SqliteStore, mappings: Any = None) -> Tracker:

@@ -165,6 +165,38 @@ def test_aliases_resolve_to_the_user_of_the_primary_address(tmp_path: Path) -> N
     assert idx.user_of["adele@contoso.com"] == "u-1"
 
 
+def test_contacts_accounts_and_leads_are_read_per_address_through_indexes_never_whole(tmp_path: Path) -> None:
+    from connector.tracking import tracker as tracker_module
+
+    store = SqliteStore(tmp_path / "p.db")
+    import_records(store, [_write(tmp_path / "crm.yaml", "systemuser:\n  - {systemuserid: u-1, internalemailaddress: adele@contoso.com}\n"
+                                  "contact:\n  - {contactid: c-1, emailaddress2: \" Dana@Fabrikam.COM\\t\", ownerid: u-1}\n"
+                                  "  - {contactid: c-2, emailaddress1: dana@fabrikam.com, statecode: 1}\n"
+                                  "  - {contactid: c-3, emailaddress1: other@fabrikam.com}\n"
+                                  "account:\n  - {accountid: a-1, name: Fabrikam, emailaddress3: DANA@fabrikam.com}\n"
+                                  "lead:\n  - {leadid: l-1, emailaddress1: lead@x.com}\n")])
+    tracker_module.Tracker(Settings.load(None), store)  # creates the indexes the lookups read
+    indexed = {name for (name,) in store.query("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_party_%'")}
+    assert {"ix_party_contact_emailaddress1", "ix_party_contact_emailaddress3", "ix_party_account_emailaddress2", "ix_party_lead_emailaddress1"} <= indexed
+
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    idx = PartyIndex.load(store.query, {t: store.columns(t) for t in store.tables})
+    assert set(idx.by_address) == {"adele@contoso.com"}  # users now; no contact, account or lead read yet
+    got = idx.recipient("dana@FABRIKAM.com")
+    assert sorted((r.table, r.id) for r in got.refs) == [("account", "a-1"), ("contact", "c-1")] and "1 inactive skipped" in got.why
+    assert [c.via for c in idx.candidates("dana@fabrikam.com") if c.table == "contact"] == ["emailaddress2", "emailaddress1"]
+    assert idx.sender("dana@fabrikam.com", "u-1").refs[0].id == "c-1" and idx.recipient("lead@x.com").refs[0].table == "lead"
+    assert "other@fabrikam.com" not in idx.by_address and idx.recipient("nobody@x.com").refs == []
+    reads = [s for s in statements if 'FROM "contact"' in s]
+    assert reads and all("WHERE lower(trim(emailaddress1, char(32, 9, 10, 11, 12, 13))) =" in s for s in reads)  # per address, never whole
+    assert len(reads) == 3  # dana, lead, nobody: once each, whatever the case
+    idx.recipient("Dana@fabrikam.com")
+    assert len([s for s in statements if 'FROM "contact"' in s]) == 3  # remembered for the run
+    plan = " ".join(str(r) for r in store.query(f"EXPLAIN QUERY PLAN {idx.lookup[1]}", ("dana@fabrikam.com",)))  # type: ignore[index]
+    assert "ix_party_contact_emailaddress2" in plan and "ix_party_account_emailaddress3" in plan and "SCAN" not in plan
+
+
 # reference files -----------------------------------------------------------------------------------
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)

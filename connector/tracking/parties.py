@@ -79,35 +79,46 @@ def email_columns() -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _emails_in(table: str, have: Iterable[str]) -> tuple[str, ...]:
+    """The table's email-format columns that its SQLite table has."""
+    have = set(have)
+    return tuple(c for c in email_columns().get(table, ()) if c in have)
+
+
+def _record_sql(table: str, have: Iterable[str]) -> str:
+    """SQL for a record's (id, state, owner), NULL for a column the SQLite table lacks (`_active` reads the state)."""
+    state = "isdisabled" if table == "systemuser" else "statecode"
+    return f'{table}id, {state if state in have else "NULL"}, {"ownerid" if "ownerid" in have else "NULL"}'
+
+
+def _active(table: str, state: Any) -> bool:
+    return not state if table == "systemuser" else state in (None, 0)
+
+
+def _key(address: str) -> str:
+    """An address as the index keys it."""
+    return address.strip().lower()
+
+
 def address_indexes(columns: Mapping[str, Iterable[str]]) -> list[tuple[str, str, str]]:
     """(index name, table, indexed expression) of the indexes the per-address lookups read: one per email column of each
     `LOOKED_UP` table, on the column trimmed and lower-cased (as `PartyIndex` keys addresses)."""
-    wanted = email_columns()
-    out = []
-    for table in LOOKED_UP:
-        have = set(columns.get(table, ()))
-        out += [(f"ix_party_{table}_{col}", table, _folded(col)) for col in wanted.get(table, ()) if col in have]
-    return out
+    return [(f"ix_party_{table}_{col}", table, _folded(col)) for table in LOOKED_UP for col in _emails_in(table, columns.get(table, ()))]
 
 
 def _lookup_sql(columns: Mapping[str, Iterable[str]]) -> tuple[str, dict[str, tuple[str, ...]]] | None:
     """One statement reading every `LOOKED_UP` record at an address (`?1`, lower-case), as (priority, table, rowid, id, state,
     owner, email values...) in priority then rowid order (as reading each table whole would list them: a sender's tie
     goes to the first), and each table's email columns in that order."""
-    wanted = email_columns()
-    parts, emails_of = [], {}
-    width = max(len(wanted.get(t, ())) for t in LOOKED_UP)
-    for table in LOOKED_UP:
-        have = set(columns.get(table, ()))
-        emails = tuple(c for c in wanted.get(table, ()) if c in have)
-        if not emails:
-            continue
-        emails_of[table] = emails
+    emails_of = {t: e for t in LOOKED_UP if (e := _emails_in(t, columns.get(t, ())))}
+    width = max((len(e) for e in emails_of.values()), default=0)
+    parts = []
+    for table, emails in emails_of.items():
         cols = [*emails, *["NULL"] * (width - len(emails))]
         # (written as the indexes are, so SQLite reads each one and unions the rows)
         where = " OR ".join(f"{_folded(c)} = ?1" for c in emails)
-        parts.append(f'SELECT {PRIORITY[table]}, \'{table}\', rowid, {table}id, {"statecode" if "statecode" in have else "NULL"}, '
-                     f'{"ownerid" if "ownerid" in have else "NULL"}, {", ".join(cols)} FROM "{table}" WHERE {where}')
+        parts.append(f'SELECT {PRIORITY[table]}, \'{table}\', rowid, {_record_sql(table, columns.get(table, ()))}, {", ".join(cols)} '
+                     f'FROM "{table}" WHERE {where}')
     return (" UNION ALL ".join(parts) + " ORDER BY 1, 3", emails_of) if parts else None
 
 
@@ -127,7 +138,6 @@ class PartyIndex:
         """Build from the store: its users and queues now, its `LOOKED_UP` records per address when first met.
         `query(sql, args=()) -> rows`; `columns` = the columns each SQLite table has."""
         idx = cls()
-        wanted = email_columns()
         sql = _lookup_sql(columns)
         if sql is not None:
             idx.lookup = (query, *sql)
@@ -135,18 +145,12 @@ class PartyIndex:
             if table in LOOKED_UP:
                 continue
             have = set(columns.get(table, ()))
-            if not have:
-                continue
-            emails = [c for c in wanted.get(table, ()) if c in have]
+            emails = _emails_in(table, have)
             if not emails:
                 continue
-            pk = f"{table}id"
-            state = "isdisabled" if table == "systemuser" else "statecode"
-            owner = "ownerid" if "ownerid" in have else "NULL"
-            sel = ", ".join([pk, state if state in have else "NULL", owner, *emails])
-            for row in query(f'SELECT {sel} FROM "{table}"'):
+            for row in query(f'SELECT {_record_sql(table, have)}, {", ".join(emails)} FROM "{table}"'):
                 rid, st, own = str(row[0]), row[1], row[2]
-                active = not st if table == "systemuser" else st in (None, 0)
+                active = _active(table, st)
                 for col, value in zip(emails, row[3:]):
                     if not value:
                         continue
@@ -165,7 +169,7 @@ class PartyIndex:
     def _insert(self, address: str, cand: tuple[Any, ...]) -> str | None:
         """Index a candidate given as a plain tuple (exact tuples of plain values: the collector untracks them); the
         normalised address, or None when that record was indexed at the address already."""
-        key = address.strip().lower()
+        key = _key(address)
         have = self.by_address.get(key, ())
         if any(c[1] == cand[1] and c[2] == cand[2] for c in have):
             return None
@@ -185,9 +189,9 @@ class PartyIndex:
         query, sql, emails_of = self.lookup
         self.looked_up.add(key)
         for prio, table, _, rid, st, own, *values in query(sql, (key,)):
-            active = st in (None, 0)
+            active = _active(table, st)
             for col, value in zip(emails_of[table], values):
-                if value and str(value).strip().lower() == key:
+                if value and _key(str(value)) == key:
                     self._insert(str(value), (prio, table, str(rid), active, own, col))
 
     def add_aliases(self, users: Iterable[dict[str, Any]]) -> None:

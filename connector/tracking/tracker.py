@@ -130,6 +130,19 @@ def _rank(row: _Row) -> str:
     return f"{row.senton or ''}\x1f{row.activityid}"
 
 
+def _eligible(row: _Row, strict: tuple[str, str, str], not_thread: int | None) -> bool:
+    """`row` may be a token or conversation match for the message `strict` = (its key, its Message-ID, its senton): another
+    message, sent no later, [and not sharing the thread hash `not_thread`]."""
+    key, own, sent = strict
+    return row.activityid != key and (row.messageid is None or row.messageid != own) and (row.senton is None or row.senton <= sent) \
+        and (not_thread is None or row.chash != not_thread)
+
+
+def _no_waiters() -> tuple[dict[Any, tuple[str, tuple[tuple[str, int], ...]]], ...]:
+    """`Tracker._waiting` empty: one dict per kind of value (m, t, h, o, c)."""
+    return {}, {}, {}, {}, {}
+
+
 def _enqueue(waiting: dict[Any, tuple[str, tuple[tuple[str, int], ...]]], value: Any, pk: tuple[str, int], sent: str) -> None:
     """Add waiter `pk` on `value`, keeping the latest senton among the value's waiters (`Tracker._satisfy` skips on it)."""
     got = waiting.get(value)
@@ -312,7 +325,7 @@ class Tracker(MailHook):
         # Graph id (looked up for late ones only, `_late_matches`) nor an object the garbage collector keeps tracking
         self._threads: dict[tuple[str, int], tuple[Any, ...]] = {}
         # by kind (m, t, h, o, c): value -> (the latest senton among its waiters, used for t, h and c; the waiters)
-        self._waiting: tuple[dict[Any, tuple[str, tuple[tuple[str, int], ...]]], ...] = ({}, {}, {}, {}, {})
+        self._waiting = _no_waiters()
         self._late: dict[str, dict[int, str]] = {}  # mailbox -> decision key -> why it is decided again
         self._created: set[str] = set()  # addresses given a contact in this run (auto_create_contacts)
         self._received_keys: set[str] = set()  # received copies of internal mail written in this run (two activities)
@@ -384,7 +397,7 @@ class Tracker(MailHook):
         self._mailboxes = {}
         self._res_cache, self._res_index, self._options, self._record_owners = {}, None, {}, {}
         self._seen = {}
-        self._threads, self._waiting, self._late, self._created, self._received_keys, self._rechecked = {}, ({}, {}, {}, {}, {}), {}, set(), set(), {}
+        self._threads, self._waiting, self._late, self._created, self._received_keys, self._rechecked = {}, _no_waiters(), {}, set(), set(), {}
 
     @property
     def index(self) -> PartyIndex:
@@ -705,12 +718,9 @@ class Tracker(MailHook):
                     if (best is None or row.order < best.order) and row.messageid == value:
                         best = row
             return best
-        key, own, sent = strict
         best = None
         for row in rows:  # (at most `_PRELOAD_CAP`)
-            if row.activityid != key and row.activityid not in written and (row.messageid is None or row.messageid != own) \
-                    and (row.senton is None or row.senton <= sent) and (not_thread is None or row.chash != not_thread) \
-                    and (best is None or _rank(row) < _rank(best)):
+            if row.activityid not in written and _eligible(row, strict, not_thread) and (best is None or _rank(row) < _rank(best)):
                 best = row
         cap = page.capped[dim].get(value)
         if cap is not None and (best is None or (best.senton or "") >= cap):  # a row not loaded may rank first
@@ -719,10 +729,7 @@ class Tracker(MailHook):
             attr = _DIM_ATTR[dim]
             for aid in ids:
                 row = written[aid]
-                if getattr(row, attr) != value or (best is not None and _rank(row) >= _rank(best)):
-                    continue
-                if row.activityid != key and (row.messageid is None or row.messageid != own) and (row.senton is None or row.senton <= sent) \
-                        and (not_thread is None or row.chash != not_thread):
+                if getattr(row, attr) == value and (best is None or _rank(row) < _rank(best)) and _eligible(row, strict, not_thread):
                     best = row
         return best
 
@@ -1569,7 +1576,7 @@ class Tracker(MailHook):
             if not todo:
                 break
             await asyncio.gather(*(one(address, user_id) for address, user_id in todo))
-        self._rechecked, self._threads, self._waiting, self._late = {}, {}, ({}, {}, {}, {}, {}), {}
+        self._rechecked, self._threads, self._waiting, self._late = {}, {}, _no_waiters(), {}
 
     async def _late_recheck(self, client: Any, mailbox: str, user_id: str, limiter: Any, seen: dict[str, tuple[dict[str, Any], Container]]) -> None:
         """Re-evaluate this run's messages a later event bears on: ones whose thread now has a better match than they found

@@ -12,6 +12,7 @@ import logging
 import random
 import ssl
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -58,6 +59,23 @@ class _Unreachable(Exception):
     """A connect failure, retried like a transient error and surfaced as UnreachableError."""
 
 
+# The future a request started with `GraphClient.start` resolves once it is written to its connection. It is set in the
+# request's own task, so the httpcore trace callback below (which runs in that task) finds it.
+_written: ContextVar[asyncio.Future[None] | None] = ContextVar("graph_request_written", default=None)
+
+
+async def _trace(event: str, info: dict[str, Any]) -> None:
+    """httpcore's `trace` request extension: called at each step of sending a request and reading its response."""
+    if event.endswith("send_request_body.complete"):  # (http11. or http2.): the whole request is handed to the socket
+        written = _written.get()
+        if written is not None and not written.done():
+            written.set_result(None)
+
+
+async def _with_trace(request: httpx.Request) -> None:
+    request.extensions["trace"] = _trace
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -87,7 +105,7 @@ class GraphClient:
                  timeout: float = 60.0, max_retries: int = 6) -> None:
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
         http = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=100), event_hooks={"request": [_with_trace]})
         middleware = [m for m in KiotaClientFactory.get_default_middleware(graph_options) if not isinstance(m, RetryHandler)]
         http = GraphClientFactory.create_with_custom_middleware(middleware, client=http)
         self.tokens = tokens
@@ -132,6 +150,19 @@ class GraphClient:
         except _Unreachable as exc:
             raise UnreachableError(str(exc)) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def start(self, request: RequestInformation, **kwargs: Any) -> tuple[asyncio.Future[Page], asyncio.Future[None]]:
+        """`get(request, **kwargs)` in a task of its own: (the task, a future resolved once the request is written).
+
+        A task only runs when its creator yields to the event loop; a caller that starts a request and then works
+        synchronously (a page commit) awaits the second future first, so the request travels while it works."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def run() -> Page:
+            _written.set(written)
+            return await self.get(request, **kwargs)
+
+        return asyncio.ensure_future(run()), written
 
     @staticmethod
     def _note_retry(state: RetryCallState, stats: CallStats) -> None:

@@ -35,6 +35,9 @@ def check_page(data: dict[str, Any]) -> None:
         raise MalformedPageError("a delta page has no 'value' array")
 
 
+_WRITE_WAIT = 1.0  # seconds page k waits at most for page k+1's request to be written
+
+
 class DeltaPager:
     """Yields the pages of one round. It reports links; it never writes state (the caller commits)."""
 
@@ -45,12 +48,13 @@ class DeltaPager:
     async def pages(self, first: RequestInformation | str, *, limiter: Any = None, stats: CallStats | None = None) -> AsyncIterator[DeltaPage]:
         """Pages from `first` (a built request or a saved link) to the page carrying the deltaLink.
 
-        The next page is requested before the current one is handed over, so fetching page k+1
-        overlaps with the caller committing page k. It is only ever yielded after page k's commit.
+        Page k+1 is requested, and the request written to its connection, before page k is handed over, so Graph
+        prepares page k+1 while the caller commits page k (the commit never yields to the event loop: a request only
+        scheduled would not leave before it ends). Page k+1 is only ever yielded after page k's commit.
         """
         request = first if isinstance(first, RequestInformation) else self.client.url_request(first, prefer=self.prefer)
         seen: set[str] = set()
-        fetch: asyncio.Task[Page] | None = asyncio.ensure_future(self.client.get(request, limiter=limiter, stats=stats, validate=check_page))
+        fetch: asyncio.Future[Page] | None = asyncio.ensure_future(self.client.get(request, limiter=limiter, stats=stats, validate=check_page))
         try:
             while fetch is not None:
                 page = await fetch
@@ -62,7 +66,10 @@ class DeltaPager:
                         raise MalformedPageError(f"the nextLink repeated itself: {nxt.split('?')[0]}")
                     seen.add(nxt)
                     following = self.client.url_request(nxt, prefer=self.prefer)
-                    fetch = asyncio.ensure_future(self.client.get(following, limiter=limiter, stats=stats, validate=check_page))
+                    fetch, written = self.client.start(following, limiter=limiter, stats=stats, validate=check_page)
+                    if limiter is None or not limiter.locked():  # (with no free slot it cannot leave before a reply frees one)
+                        # at most a moment: a retry's back-off, or a new connection to a slow host, must not hold page k
+                        await asyncio.wait((fetch, written), timeout=_WRITE_WAIT, return_when=asyncio.FIRST_COMPLETED)
                 yield DeltaPage(data["value"], nxt, delta, page.size)
         finally:
             if fetch is not None and not fetch.done():

@@ -273,3 +273,60 @@ def test_a_read_response_is_freed_without_the_cyclic_collector(runner_for: Any, 
     finally:
         gc.enable()
     assert len(refs) > 5 and len(alive) >= 3 and alive == [0] * len(alive)
+
+
+def test_the_next_page_is_requested_before_a_page_commits(runner_for: Any) -> None:
+    """While the engine commits page k, Graph is already serving page k+1: the pager writes that request before it hands
+    page k over (a commit never yields to the event loop, so a request only scheduled would wait for it to end)."""
+    import asyncio
+    import time
+    from urllib.parse import unquote
+
+    from connector.sync.engine import SyncEngine
+    from connector.sync.hooks import MailHook
+
+    from .conftest import settings_for
+
+    r = runner_for(mail_scenario(12))
+    emu = r.emu
+
+    class Watch(MailHook):
+        """At the commit of the Inbox's k-th full page (another follows it), waits up to 5 s (the GIL released: the emulator
+        runs in a thread of this process) for the emulator to have served k+1 of the Inbox's delta requests."""
+
+        def __init__(self) -> None:
+            self.folder: str | None = None
+            self.pages = 0
+            self.seen: list[tuple[bool, float]] = []  # (page k+1 was served during page k's commit, seconds waited)
+
+        def served(self) -> int:
+            return sum(1 for e in emu.request_log if f"/mailFolders/{self.folder}/messages/delta" in unquote(e["path"]))
+
+        def prepare_page(self, tx: Any, mailbox: str, container: Any, items: list[dict[str, Any]], keys: Any = None) -> None:
+            self.folder = container.container if container.folder == "inbox" and len(items) == 5 else None
+
+        def page_done(self, tx: Any) -> None:
+            if self.folder is None:
+                return
+            self.pages += 1
+            start = time.monotonic()
+            while self.served() <= self.pages and time.monotonic() - start < 5:
+                time.sleep(0.005)
+            self.seen.append((self.served() > self.pages, time.monotonic() - start))
+
+    watch = Watch()
+
+    async def go() -> Any:
+        settings = settings_for(emu, r.db, page_size=5, mailboxes=["adele@contoso.com"])
+        base = SyncEngine.from_settings(settings)
+        engine = SyncEngine(settings, base.client, base.store, base.mappings, mail_hook=watch)
+        try:
+            return await engine.sync_once(resources=["mail"])
+        finally:
+            await engine.aclose()
+
+    rep = asyncio.run(go())
+    assert rep.ok, rep.to_dict()
+    assert len(email_subjects(r)) == 13
+    # the Inbox's 12 messages come in pages of 5, 5 and 2: the next page is served during each of the first two commits
+    assert [ok for ok, _ in watch.seen] == [True, True], watch.seen

@@ -18,13 +18,22 @@ shared and noisy). The ratio is the issue's budget: tracking may add at most 30%
 prints where each variant's time goes, per message, side by side (those runs are slower and never count
 for the figures above). Each phase is timed exclusive of the phases it calls.
 
+`--writes-only` adds a third variant, what tracking's writes alone cost: one uncounted tracked run records what the
+tracker returns for each message and the decision rows it writes per page; then each repeat also runs
+
+- writes    - tracking on, but every message's records and every page's decision rows are the recorded ones: the
+              tracker's indexes are created and the same rows written (the late re-check's updates aside), and
+              nothing is evaluated.
+
+So the tracked variant's cost splits into writing (writes - engine) and evaluating (tracked - writes).
+
 `--instructions` (needs valgrind) then counts the instructions each variant's sync executes, per message:
 each variant once under cachegrind, less the same run stopped just before the sync (its imports and CRM
 import). Unlike time, the count barely moves from run to run (0.2% between two runs at 2,000 messages), so it
 shows changes of a percent or two that this machine's timing noise hides; it leaves out what the CPU waits for
 (disk, memory).
 
-Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2] [--breakdown] [--instructions]``
+Run: ``python benchmarks/tracking_cost.py [--messages 100000] [--contacts 50000] [--accounts 5000] [--repeats 2] [--writes-only] [--breakdown] [--instructions]``
 (``TRACKING_COST_KEEP=1`` keeps the emulator up and prints how to run one variant by hand, e.g. under a profiler.)
 """
 
@@ -148,6 +157,102 @@ def time_phases() -> dict[str, float]:
     return spent
 
 
+def record_writes(path: str) -> None:
+    """Make this run's tracker keep what it returns for each message and the decision rows of each page, saved to `path`
+    at exit. A returned record that the mapping made is kept as its columns' order and the values the tracker changed,
+    so the recording holds no message bodies (at 100,000 messages it would not fit beside the run)."""
+    import atexit
+    import pickle
+
+    from connector.sync.engine import SyncEngine
+    from connector.tracking.tracker import Tracker
+
+    orders: dict[tuple[str, ...], int] = {}
+    # per message: what the tracker returned; per engine page: the decision rows it wrote (the tracker also flushes them
+    # every 1,000 rows, and the late re-check writes its own, outside any page: those are not kept)
+    kept: dict[str, Any] = {"items": {}, "pages": []}
+    in_page = [False]
+    commit, evaluate, page_done = SyncEngine._commit, Tracker.evaluate, Tracker.page_done
+
+    def keep_commit(self: SyncEngine, *a: Any, **k: Any) -> Any:
+        kept["pages"].append(({}, []))
+        in_page[0] = True
+        try:
+            return commit(self, *a, **k)
+        finally:
+            in_page[0] = False
+
+    def keep_item(self: Tracker, tx: Any, mailbox: str, user_id: str, container: Any, item: dict[str, Any], records: list[Any]) -> list[Any]:
+        mapped = {(r.table, r.key): dict(r.values) for r in records}  # (the tracker may change the mapped records in place)
+        out = evaluate(self, tx, mailbox, user_id, container, item, records)
+        if in_page[0]:
+            rows = []
+            for r in out:
+                base = mapped.get((r.table, r.key))
+                if base is None:
+                    rows.append((r.table, r.key, None, dict(r.values)))
+                else:
+                    order = orders.setdefault(tuple(r.values), len(orders))
+                    rows.append((r.table, r.key, order, {k: v for k, v in r.values.items() if k not in base or base[k] != v}))
+            kept["items"][(mailbox, container.container, item.get("id"))] = rows
+        return out
+
+    def keep_page(self: Tracker, tx: Any) -> None:
+        if in_page[0]:
+            frags, rows = kept["pages"][-1]
+            frags.update(self._pending_frags)
+            rows.extend(self._pending)
+        page_done(self, tx)
+
+    SyncEngine._commit = keep_commit  # type: ignore[method-assign]
+    Tracker.evaluate, Tracker.page_done = keep_item, keep_page  # type: ignore[method-assign]
+    atexit.register(lambda: Path(path).write_bytes(pickle.dumps({**kept, "orders": list(orders)}, protocol=5)))
+
+
+def replay_writes(path: str) -> None:
+    """Make this run's tracker write the rows `record_writes` kept, evaluating nothing (its indexes are still created). The
+    mapped records are rebuilt with the kept changes, in the kept column order (a few microseconds per message)."""
+    import pickle
+    from operator import itemgetter
+
+    from connector.mapping.records import Record
+    from connector.store.schema import DECISION_UPSERT
+    from connector.tracking.tracker import Tracker
+
+    kept = pickle.loads(Path(path).read_bytes())
+    items, pages = kept["items"], iter(kept["pages"])
+    # (column names, a function returning their values in that order: itemgetter returns a bare value for one name)
+    orders = [(names, itemgetter(*names) if len(names) > 1 else lambda d, names=names: tuple(d[n] for n in names)) for names in kept["orders"]]
+
+    def written(self: Tracker, tx: Any, mailbox: str, user_id: str, container: Any, item: dict[str, Any], records: list[Any]) -> list[Any]:
+        rows = items.get((mailbox, container.container, item.get("id")))
+        if rows is None:
+            return records
+        mapped = {(r.table, r.key): r.values for r in records}
+        out = []
+        for table, key, order, values in rows:
+            if order is None:
+                out.append(Record(table, key, dict(values)))
+            else:
+                names, pick = orders[order]
+                out.append(Record(table, key, dict(zip(names, pick(mapped[(table, key)] | values)))))
+        return out
+
+    def page_rows(self: Tracker, tx: Any) -> None:
+        frags, rows = next(pages)
+        if frags:
+            tx.executemany("INSERT OR IGNORE INTO tracking_resolution (id, party) VALUES (?, ?)", frags.items())
+        if rows:
+            tx.executemany(DECISION_UPSERT, rows)
+
+    async def nothing(self: Tracker, *a: Any, **k: Any) -> None:
+        return None
+
+    Tracker.evaluate, Tracker.page_done = written, page_rows  # type: ignore[method-assign]
+    Tracker.prepare_page = lambda self, *a, **k: None  # type: ignore[method-assign]
+    Tracker.after_mailbox = Tracker.end_run = nothing  # type: ignore[method-assign]
+
+
 async def run_engine(info: dict[str, str], db: str, crm_file: str, tracking: bool, page_size: int, setup_only: bool = False) -> dict[str, Any]:
     from connector.settings import Settings
     from connector.store.sqlite import SqliteStore
@@ -179,10 +284,17 @@ async def run_engine(info: dict[str, str], db: str, crm_file: str, tracking: boo
 
 
 def child(args: argparse.Namespace) -> None:
+    import gc
     import resource
 
+    if args.record_writes:
+        record_writes(args.record_writes)
+    if args.variant == "writes":
+        replay_writes(args.writes_file)
+        gc.collect()
+        gc.freeze()  # (the recording, held for the run, is no work for the garbage collector)
     spent = time_phases() if args.breakdown else None
-    out = asyncio.run(run_engine(json.loads(args.info), args.db, args.crm, args.variant == "tracked", args.page_size, args.setup_only))
+    out = asyncio.run(run_engine(json.loads(args.info), args.db, args.crm, args.variant != "engine", args.page_size, args.setup_only))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if spent is not None:
         out["phases"] = spent
@@ -194,8 +306,8 @@ def child_options(info: dict[str, str], crm_file: Path, db: Path, page_size: int
     return ["--info", json.dumps(info), "--db", str(db), "--crm", str(crm_file), "--page-size", str(page_size), *flags]
 
 
-def run_child(variant: str, info: dict[str, str], crm_file: Path, db: Path, page_size: int, breakdown: bool = False) -> dict[str, Any]:
-    return st.run_script_child(__file__, variant, child_options(info, crm_file, db, page_size, *(["--breakdown"] if breakdown else [])))
+def run_child(variant: str, info: dict[str, str], crm_file: Path, db: Path, page_size: int, *flags: str) -> dict[str, Any]:
+    return st.run_script_child(__file__, variant, child_options(info, crm_file, db, page_size, *flags))
 
 
 def count_instructions(variant: str, info: dict[str, str], crm_file: Path, db: Path, page_size: int, setup_only: bool) -> int:
@@ -239,7 +351,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--page-size", type=int, default=1000)
     p.add_argument("--breakdown", action="store_true", help="then one more run of each variant, with per-phase timers")
+    p.add_argument("--writes-only", action="store_true", help="a third variant: tracking's writes replayed, nothing evaluated")
     p.add_argument("--instructions", action="store_true", help="then count each variant's instructions per message under valgrind")
+    p.add_argument("--record-writes", default="", help=argparse.SUPPRESS)
+    p.add_argument("--writes-file", default="", help=argparse.SUPPRESS)
     p.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     st.child_arguments(p)
     p.add_argument("--crm", default="", help=argparse.SUPPRESS)
@@ -264,14 +379,19 @@ def main() -> None:
             if os.environ.get("TRACKING_COST_KEEP"):  # for profiling a run by hand: the emulator and CRM stay up
                 print(json.dumps({"info": info, "crm": str(crm_file)}), flush=True)
                 input("press enter to stop the emulator\n")
-            runs: dict[str, list[dict[str, Any]]] = {"engine": [], "tracked": []}
+            variants = ("engine", "tracked", "writes") if args.writes_only else ("engine", "tracked")
+            writes = work / "writes.pickle"
+            if args.writes_only:
+                print("  recording the tracker's writes (one tracked run, not counted)", flush=True)
+                run_child("tracked", info, crm_file, work / "record.db", args.page_size, "--record-writes", str(writes))
+            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
             for r in range(args.repeats):
-                for variant in ("engine", "tracked"):
-                    got = run_child(variant, info, crm_file, work / f"{variant}-{r}.db", args.page_size)
+                for variant in variants:
+                    got = run_child(variant, info, crm_file, work / f"{variant}-{r}.db", args.page_size, "--writes-file", str(writes))
                     runs[variant].append(got)
                     print(f"  run {r + 1} {variant:<8} {got['seconds']:7.2f} s ({got['cpu']:6.2f} s CPU)  {got['items'] / got['seconds']:8,.0f} msg/s  "
                           f"peak RSS {got['peak_rss_mb']:.0f} MB", flush=True)
-            timed = {v: run_child(v, info, crm_file, work / f"{v}-timed.db", args.page_size, breakdown=True)
+            timed = {v: run_child(v, info, crm_file, work / f"{v}-timed.db", args.page_size, "--breakdown")
                      for v in ("engine", "tracked")} if args.breakdown else None
             if args.instructions:
                 print("\ncounting instructions under valgrind (one run of each variant, and each again stopped before the sync)")
@@ -289,6 +409,12 @@ def main() -> None:
           f"{k['resolved_parties']:,} resolved party rows; InReplyTo {k['in_reply_to']:,}, conversation {k['conversation']:,})")
     print(f"tracking adds                    : {(per_k / per_e - 1) * 100:7.1f} %  (budget 30 %); in CPU time {cpu_e:.1f} -> {cpu_k:.1f} us, "
           f"{(cpu_k / cpu_e - 1) * 100:.1f} %")
+    if "writes" in best:
+        w = best["writes"]
+        per_w = w["seconds"] / w["items"] * 1e6
+        cpu_w = min(r["cpu"] for r in runs["writes"]) / w["items"] * 1e6
+        print(f"tracking's writes alone          : {(per_w / per_e - 1) * 100:7.1f} %  ({per_w:.1f} us per message; CPU {cpu_w:.1f} us, "
+              f"{(cpu_w / cpu_e - 1) * 100:.1f} %); evaluating adds the other {(per_k - per_w) / per_e * 100:.1f} points")
     print(f"peak RSS                         : {e['peak_rss_mb']:.0f} MB off, {k['peak_rss_mb']:.0f} MB on")
     if instr is not None:
         print(f"instructions per message        : {instr['engine']:,.0f} off, {instr['tracked']:,.0f} on: tracking adds "
